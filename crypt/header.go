@@ -1,0 +1,69 @@
+package crypt
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+)
+
+// Content file header layout (see doc.go).
+const (
+	// MagicLen is the length of the magic bytes "CPT\x00".
+	MagicLen = 4
+	// VersionLen is the length of the big-endian format version.
+	VersionLen = 2
+	// FileIDLen is the length of the random per-file ID.
+	FileIDLen = 16
+	// HeaderSize is the total header length: 4 + 2 + 16 = 22 bytes.
+	HeaderSize = MagicLen + VersionLen + FileIDLen
+	// FormatVersion is the content format version written and accepted.
+	FormatVersion uint16 = 1
+)
+
+// Magic is the first MagicLen bytes of every non-empty encrypted content file.
+const Magic = "CPT\x00"
+
+// Header is the parsed header of an encrypted content file.
+type Header struct {
+	// ID is the random file ID, bound into every block's associated data.
+	ID [FileIDLen]byte
+}
+
+// NewHeader returns a header with a fresh random file ID.
+func NewHeader() (Header, error) {
+	var h Header
+	if _, err := rand.Read(h.ID[:]); err != nil {
+		return Header{}, fmt.Errorf("crypt: reading random file ID: %w", err)
+	}
+	return h, nil
+}
+
+// Marshal returns the HeaderSize-byte encoding of h.
+func (h Header) Marshal() []byte {
+	b := make([]byte, 0, HeaderSize)
+	return h.appendTo(b)
+}
+
+func (h Header) appendTo(b []byte) []byte {
+	b = append(b, Magic...)
+	b = binary.BigEndian.AppendUint16(b, FormatVersion)
+	return append(b, h.ID[:]...)
+}
+
+// ParseHeader parses the first HeaderSize bytes of b (extra bytes are
+// ignored). Errors wrap ErrHeader.
+func ParseHeader(b []byte) (Header, error) {
+	if len(b) < HeaderSize {
+		return Header{}, fmt.Errorf("%w: short header (%d of %d bytes)", ErrHeader, len(b), HeaderSize)
+	}
+	if !bytes.Equal(b[:MagicLen], []byte(Magic)) {
+		return Header{}, fmt.Errorf("%w: bad magic", ErrHeader)
+	}
+	if v := binary.BigEndian.Uint16(b[MagicLen:]); v != FormatVersion {
+		return Header{}, fmt.Errorf("%w: unsupported format version %d", ErrHeader, v)
+	}
+	var h Header
+	copy(h.ID[:], b[MagicLen+VersionLen:HeaderSize])
+	return h, nil
+}
