@@ -1,0 +1,355 @@
+package keys
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ConfigName is the name of the vault config file at the vault root. The fs
+// layer must never show it (nor TempPrefix files) through the mount.
+const ConfigName = "~~vault.toml"
+
+// TempPrefix starts the name of a temporary file written while the config is
+// replaced ("~~t" + 16 hex digits). One left behind by a crash is harmless and
+// may be deleted.
+const TempPrefix = "~~t"
+
+// Format and Version are the values of the top-level "format" and "version"
+// keys this package writes and accepts.
+const (
+	Format  = "cryptpt-vault"
+	Version = 1
+)
+
+// Algorithm is the only accepted value of kdf.algorithm.
+const Algorithm = "argon2id"
+
+// maxConfigSize bounds how much of a config file is read; a real one is ~0.5 KiB.
+const maxConfigSize = 64 << 10
+
+// Config is a parsed vault config file. It holds no secrets: the master key
+// appears only wrapped.
+type Config struct {
+	Version      int
+	KDF          KDFParams
+	Salt         [SaltSize]byte // Argon2id salt for the password wrap
+	PasswordWrap [WrapSize]byte // master key wrapped under the Argon2id key
+	RecoveryWrap [WrapSize]byte // master key wrapped under the recovery key
+	Flags        []string       // feature flags; none are defined in version 1
+}
+
+// supportedFlag reports whether this build understands a feature flag.
+// Version 1 defines none.
+func supportedFlag(string) bool { return false }
+
+// Load reads and parses the config file of the vault at dir, without needing
+// a password. A missing file is ErrNotVault (which also matches
+// fs.ErrNotExist).
+func Load(dir string) (*Config, error) {
+	path := filepath.Join(dir, ConfigName)
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrNotVault, dir, err)
+		}
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, &CorruptError{Err: fmt.Errorf("file larger than %d bytes", maxConfigSize)}
+	}
+	return ParseConfig(data)
+}
+
+// ParseConfig parses the bytes of a vault config file. Every structural
+// problem is a *CorruptError naming the field; an unknown version or feature
+// flag is ErrVersion. The result is nil whenever the error is not.
+func ParseConfig(data []byte) (*Config, error) {
+	var raw map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
+		return nil, &CorruptError{Err: err}
+	}
+	t := table{m: raw}
+
+	// format and version first: a future version may have other keys.
+	format, err := t.str("format")
+	if err != nil {
+		return nil, err
+	}
+	if format != Format {
+		return nil, corrupt("format", "not %q", Format)
+	}
+	version, err := t.int("version", 0, 1<<31-1)
+	if err != nil {
+		return nil, err
+	}
+	if version != Version {
+		return nil, fmt.Errorf("%w: vault format version %d, this build reads version %d", ErrVersion, version, Version)
+	}
+
+	// Feature flags next, for the same reason. [features] may be absent.
+	var flags []string
+	if _, ok := raw["features"]; ok {
+		ft, err := t.sub("features")
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := ft.m["flags"]; ok {
+			if flags, err = ft.strs("flags"); err != nil {
+				return nil, err
+			}
+		}
+		for _, f := range flags {
+			if !supportedFlag(f) {
+				return nil, fmt.Errorf("%w: feature flag %q", ErrVersion, f)
+			}
+		}
+		if err := ft.unknown(); err != nil {
+			return nil, err
+		}
+	}
+	t.seen = append(t.seen, "features")
+
+	kt, err := t.sub("kdf")
+	if err != nil {
+		return nil, err
+	}
+	keyt, err := t.sub("keys")
+	if err != nil {
+		return nil, err
+	}
+	if err := t.unknown(); err != nil {
+		return nil, err
+	}
+
+	cfg := &Config{Version: int(version), Flags: flags}
+	alg, err := kt.str("algorithm")
+	if err != nil {
+		return nil, err
+	}
+	if alg != Algorithm {
+		return nil, corrupt("kdf.algorithm", "not %q", Algorithm)
+	}
+	tm, err := kt.int("time", MinTime, MaxTime)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := kt.int("memory_kib", MinMemoryKiB, MaxMemoryKiB)
+	if err != nil {
+		return nil, err
+	}
+	thr, err := kt.int("threads", MinThreads, 255)
+	if err != nil {
+		return nil, err
+	}
+	cfg.KDF = KDFParams{Time: uint32(tm), MemoryKiB: uint32(mem), Threads: uint8(thr)}
+	if err := kt.b64("salt", cfg.Salt[:]); err != nil {
+		return nil, err
+	}
+	if err := kt.unknown(); err != nil {
+		return nil, err
+	}
+	if err := keyt.b64("password", cfg.PasswordWrap[:]); err != nil {
+		return nil, err
+	}
+	if err := keyt.b64("recovery", cfg.RecoveryWrap[:]); err != nil {
+		return nil, err
+	}
+	if err := keyt.unknown(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// table reads typed values out of one decoded TOML table, remembering which
+// keys it has read so that unknown() can reject the rest.
+type table struct {
+	m      map[string]any
+	prefix string // "kdf." for the [kdf] table, "" at the top level
+	seen   []string
+}
+
+func (t *table) get(key string) (any, error) {
+	t.seen = append(t.seen, key)
+	v, ok := t.m[key]
+	if !ok {
+		return nil, &CorruptError{Field: t.prefix + key, Err: errMissing}
+	}
+	return v, nil
+}
+
+func (t *table) str(key string) (string, error) {
+	v, err := t.get(key)
+	if err != nil {
+		return "", err
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", corrupt(t.prefix+key, "is a %s, want a string", tomlType(v))
+	}
+	return s, nil
+}
+
+func (t *table) int(key string, lo, hi int64) (int64, error) {
+	v, err := t.get(key)
+	if err != nil {
+		return 0, err
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return 0, corrupt(t.prefix+key, "is a %s, want an integer", tomlType(v))
+	}
+	if n < lo || n > hi {
+		return 0, corrupt(t.prefix+key, "%d out of range [%d, %d]", n, lo, hi)
+	}
+	return n, nil
+}
+
+func (t *table) strs(key string) ([]string, error) {
+	v, err := t.get(key)
+	if err != nil {
+		return nil, err
+	}
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, corrupt(t.prefix+key, "is a %s, want an array of strings", tomlType(v))
+	}
+	out := make([]string, 0, len(arr))
+	for _, e := range arr {
+		s, ok := e.(string)
+		if !ok {
+			return nil, corrupt(t.prefix+key, "holds a %s, want strings", tomlType(e))
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// b64 decodes a standard-base64 string field into dst, which it must fill exactly.
+func (t *table) b64(key string, dst []byte) error {
+	s, err := t.str(key)
+	if err != nil {
+		return err
+	}
+	if base64.StdEncoding.DecodedLen(len(s)) > len(dst)+2 {
+		return corrupt(t.prefix+key, "%d base64 characters, want %d", len(s), base64.StdEncoding.EncodedLen(len(dst)))
+	}
+	buf := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Strict().Decode(buf, []byte(s))
+	if err != nil {
+		return &CorruptError{Field: t.prefix + key, Err: err}
+	}
+	if n != len(dst) {
+		return corrupt(t.prefix+key, "%d bytes, want %d", n, len(dst))
+	}
+	copy(dst, buf[:n])
+	return nil
+}
+
+func (t *table) sub(key string) (*table, error) {
+	v, err := t.get(key)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, corrupt(t.prefix+key, "is a %s, want a table", tomlType(v))
+	}
+	return &table{m: m, prefix: t.prefix + key + "."}, nil
+}
+
+// unknown returns a *CorruptError for the first key (in sorted order) that
+// was never read.
+func (t *table) unknown() error {
+	var extra []string
+	for k := range t.m {
+		if !slices.Contains(t.seen, k) {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	sort.Strings(extra)
+	return corrupt(t.prefix+extra[0], "unknown key")
+}
+
+// tomlType names the TOML type of a decoded value for error messages.
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case int64:
+		return "integer"
+	case float64:
+		return "float"
+	case bool:
+		return "boolean"
+	case []any, []map[string]any:
+		return "array"
+	case map[string]any:
+		return "table"
+	default:
+		return "date/time"
+	}
+}
+
+// fileConfig is the on-disk shape written by Config.encode.
+type fileConfig struct {
+	Format  string `toml:"format"`
+	Version int    `toml:"version"`
+	KDF     struct {
+		Algorithm string `toml:"algorithm"`
+		Time      uint32 `toml:"time"`
+		MemoryKiB uint32 `toml:"memory_kib"`
+		Threads   uint8  `toml:"threads"`
+		Salt      string `toml:"salt"`
+	} `toml:"kdf"`
+	Keys struct {
+		Password string `toml:"password"`
+		Recovery string `toml:"recovery"`
+	} `toml:"keys"`
+	Features struct {
+		Flags []string `toml:"flags"`
+	} `toml:"features"`
+}
+
+const configHeader = "# cryptpt vault config. Do not edit: it holds the wrapped master key.\n" +
+	"# Losing or damaging it makes the vault unreadable; keep a backup.\n\n"
+
+// encode returns the TOML text of c.
+func (c *Config) encode() ([]byte, error) {
+	var f fileConfig
+	f.Format = Format
+	f.Version = c.Version
+	f.KDF.Algorithm = Algorithm
+	f.KDF.Time = c.KDF.Time
+	f.KDF.MemoryKiB = c.KDF.MemoryKiB
+	f.KDF.Threads = c.KDF.Threads
+	f.KDF.Salt = base64.StdEncoding.EncodeToString(c.Salt[:])
+	f.Keys.Password = base64.StdEncoding.EncodeToString(c.PasswordWrap[:])
+	f.Keys.Recovery = base64.StdEncoding.EncodeToString(c.RecoveryWrap[:])
+	f.Features.Flags = append([]string{}, c.Flags...)
+	var b bytes.Buffer
+	b.WriteString(configHeader)
+	enc := toml.NewEncoder(&b)
+	enc.Indent = ""
+	if err := enc.Encode(f); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

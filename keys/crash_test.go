@@ -1,0 +1,147 @@
+package keys
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var allSteps = []string{stepCreate, stepWrite, stepSync, stepClose, stepRename, stepSyncDir}
+
+// crashAt returns a hook that simulates a kill right after step.
+func crashAt(step string) hookFunc {
+	return func(s string) error {
+		if s == step {
+			return errCrash
+		}
+		return nil
+	}
+}
+
+// TestCrashDuringRewrite stops ChangePassword and ResetPassword after each
+// step of the atomic write, as a kill would, and checks that the config on
+// disk opens with the old or the new password (old before the rename, new
+// from it on), that the master key and recovery key are intact, and that a
+// later change still works despite the leftover temp file.
+func TestCrashDuringRewrite(t *testing.T) {
+	t.Parallel()
+	ops := []struct {
+		name string
+		run  func(dir, rk string, hook hookFunc) error
+	}{
+		{"change", func(dir, _ string, hook hookFunc) error {
+			return changePassword(dir, []byte("old"), []byte("new"), hook)
+		}},
+		{"reset", func(dir, rk string, hook hookFunc) error {
+			return resetPassword(dir, rk, []byte("new"), hook)
+		}},
+	}
+	for _, op := range ops {
+		for i, step := range allSteps {
+			t.Run(op.name+"/after "+step, func(t *testing.T) {
+				t.Parallel()
+				dir := t.TempDir()
+				master, rk := NewTestVault(t, dir, "old")
+				if err := op.run(dir, rk, crashAt(step)); !errors.Is(err, errCrash) {
+					t.Fatalf("hook not reached: %v", err)
+				}
+
+				vOld, errOld := Open(dir, []byte("old"))
+				vNew, errNew := Open(dir, []byte("new"))
+				renamed := i >= 4 // stepRename and later
+				switch {
+				case errOld == nil && errNew == nil:
+					t.Fatal("both passwords open")
+				case errOld != nil && errNew != nil:
+					t.Fatalf("neither password opens: old %v, new %v", errOld, errNew)
+				case renamed && errNew != nil:
+					t.Fatalf("new password fails after the rename: %v", errNew)
+				case !renamed && errOld != nil:
+					t.Fatalf("old password fails before the rename: %v", errOld)
+				}
+				v := vOld
+				if v == nil {
+					v = vNew
+				}
+				if *v.Master() != master {
+					t.Fatal("master key changed")
+				}
+				if rv, err := OpenWithRecoveryKey(dir, rk); err != nil || *rv.Master() != master {
+					t.Fatalf("recovery key after crash: %v", err)
+				}
+
+				// A temp file may be left behind; it must not disturb anything.
+				temps := 0
+				ents, _ := os.ReadDir(dir)
+				for _, e := range ents {
+					if strings.HasPrefix(e.Name(), TempPrefix) {
+						temps++
+					}
+				}
+				if renamed && temps != 0 {
+					t.Errorf("%d temp files after rename", temps)
+				}
+				cur := "old"
+				if renamed {
+					cur = "new"
+				}
+				if err := ChangePassword(dir, []byte(cur), []byte("third")); err != nil {
+					t.Fatalf("change after crash: %v", err)
+				}
+				if _, err := Open(dir, []byte("third")); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+}
+
+// TestCrashDuringCreate: a crash before the link leaves no config (the
+// directory is not a vault yet), one after it leaves a complete config.
+func TestCrashDuringCreate(t *testing.T) {
+	t.Parallel()
+	for i, step := range allSteps {
+		t.Run("after "+step, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			if _, _, err := create(dir, []byte("pw"), FastKDF, crashAt(step)); !errors.Is(err, errCrash) {
+				t.Fatalf("hook not reached: %v", err)
+			}
+			_, err := Open(dir, []byte("pw"))
+			if i < 4 {
+				if !errors.Is(err, ErrNotVault) {
+					t.Fatalf("before link: %v, want ErrNotVault", err)
+				}
+				// Creating again works despite the leftover temp file.
+				NewTestVault(t, dir, "pw")
+				return
+			}
+			if err != nil {
+				t.Fatalf("after link: %v", err)
+			}
+		})
+	}
+}
+
+// TestWriteConfigErrorCleansUp: an ordinary error (not a crash) removes the
+// temp file.
+func TestWriteConfigErrorCleansUp(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	boom := errors.New("boom")
+	err := writeConfig(dir, []byte("x"), false, func(s string) error {
+		if s == stepSync {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	assertNoTemp(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, ConfigName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("config written: %v", err)
+	}
+}
