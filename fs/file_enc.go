@@ -1,0 +1,264 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"syscall"
+
+	"cryptpt/crypt"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// encFile is an open encrypted file. It encrypts and decrypts in the daemon
+// and deliberately has no PassthroughFd method: the kernel can never be given
+// the ciphertext fd of an encrypted file.
+type encFile struct {
+	n *node
+	f *os.File // backing file, owned; opened O_RDWR unless read-only
+	// locks forwards lock requests to the backing fd. It is a field, not an
+	// embedded type, so none of LoopbackFile's other methods leak in.
+	locks *gofs.LoopbackFile
+}
+
+func newEncFile(n *node, f *os.File) *encFile {
+	return &encFile{n: n, f: f, locks: gofs.NewLoopbackFileFromOS(f)}
+}
+
+func (h *encFile) backingFile() *os.File { return h.f }
+
+// size returns the backing (ciphertext) size.
+func (h *encFile) size() (int64, syscall.Errno) {
+	st, err := h.f.Stat()
+	if err != nil {
+		return 0, gofs.ToErrno(err)
+	}
+	return st.Size(), 0
+}
+
+// loadHeader reads and caches the file header. The caller holds
+// n.contentMu exclusively.
+func (n *node) loadHeader(f *os.File) syscall.Errno {
+	st, err := f.Stat()
+	if err != nil {
+		return gofs.ToErrno(err)
+	}
+	h, errno := n.readHeader(f, st.Size())
+	n.hdr = h
+	return errno
+}
+
+// readHeader reads the header of a file of the given ciphertext size; an
+// empty file has none.
+func (n *node) readHeader(f *os.File, size int64) (*crypt.Header, syscall.Errno) {
+	if size == 0 {
+		return nil, 0
+	}
+	buf := make([]byte, crypt.HeaderSize)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		if errors.Is(err, io.EOF) {
+			n.authFailed(f, errors.New("file shorter than its header"))
+			return nil, syscall.EIO
+		}
+		return nil, gofs.ToErrno(err)
+	}
+	h, err := crypt.ParseHeader(buf)
+	if err != nil {
+		n.authFailed(f, err)
+		return nil, syscall.EIO
+	}
+	return &h, 0
+}
+
+// authFailed logs a failed authentication with the entry's paths and counts it.
+func (n *node) authFailed(f *os.File, err error) {
+	n.v.stats.authFailures.Add(1)
+	n.v.logf("authentication failed: %q (vault file %q): %v", "/"+n.relPath(), f.Name(), err)
+}
+
+var _ = (gofs.FileReader)((*encFile)(nil))
+
+func (h *encFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n := h.n
+	n.v.stats.encReads.Add(1)
+	n.contentMu.RLock()
+	defer n.contentMu.RUnlock()
+	size, errno := h.size()
+	if errno != 0 {
+		return nil, errno
+	}
+	hdr := n.hdr
+	if hdr == nil && size > 0 {
+		// Written from outside this handle's view; read without caching.
+		if hdr, errno = n.readHeader(h.f, size); errno != 0 {
+			return nil, errno
+		}
+	}
+	if size == 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	cnt, err := n.v.content.ReadAt(h.f, hdr, dest, off, size)
+	if err != nil && err != io.EOF {
+		if errors.Is(err, crypt.ErrAuth) || errors.Is(err, crypt.ErrSize) {
+			n.authFailed(h.f, err)
+			return nil, syscall.EIO
+		}
+		return nil, gofs.ToErrno(err)
+	}
+	n.v.stats.encBytes.Add(int64(cnt))
+	return fuse.ReadResultData(dest[:cnt]), 0
+}
+
+var _ = (gofs.FileWriter)((*encFile)(nil))
+
+func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n := h.n
+	n.v.stats.encWrites.Add(1)
+	n.contentMu.Lock()
+	defer n.contentMu.Unlock()
+	size, errno := h.size()
+	if errno != 0 {
+		return 0, errno
+	}
+	if size == 0 {
+		// A fresh file ID for every new life of the file, so blocks of an
+		// earlier content cannot be replayed into it.
+		hdr, err := crypt.NewHeader()
+		if err != nil {
+			return 0, gofs.ToErrno(err)
+		}
+		n.hdr = &hdr
+	} else if n.hdr == nil {
+		if errno := n.loadHeader(h.f); errno != 0 {
+			return 0, errno
+		}
+	}
+	if _, err := n.v.content.WriteAt(h.f, n.hdr, data, off, size); err != nil {
+		if errors.Is(err, crypt.ErrAuth) || errors.Is(err, crypt.ErrSize) {
+			n.authFailed(h.f, err)
+			return 0, syscall.EIO
+		}
+		return 0, gofs.ToErrno(err)
+	}
+	n.v.stats.encBytes.Add(int64(len(data)))
+	clearSetID(ctx, h.f)
+	return uint32(len(data)), 0
+}
+
+// truncateEnc sets the plaintext size of an encrypted file.
+func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
+	n.contentMu.Lock()
+	defer n.contentMu.Unlock()
+	st, err := f.Stat()
+	if err != nil {
+		return gofs.ToErrno(err)
+	}
+	cs := st.Size()
+	if size == 0 {
+		n.hdr = nil
+		return gofs.ToErrno(f.Truncate(0))
+	}
+	if cs == 0 {
+		hdr, err := crypt.NewHeader()
+		if err != nil {
+			return gofs.ToErrno(err)
+		}
+		if _, err := f.WriteAt(hdr.Marshal(), 0); err != nil {
+			return gofs.ToErrno(err)
+		}
+		n.hdr = &hdr
+		cs = crypt.HeaderSize
+	} else if n.hdr == nil {
+		if errno := n.loadHeader(f); errno != 0 {
+			return errno
+		}
+	}
+	if _, err := n.v.content.Truncate(f, n.hdr, size, cs); err != nil {
+		if errors.Is(err, crypt.ErrAuth) || errors.Is(err, crypt.ErrSize) {
+			n.authFailed(f, err)
+			return syscall.EIO
+		}
+		return gofs.ToErrno(err)
+	}
+	return 0
+}
+
+var _ = (gofs.FileAllocater)((*encFile)(nil))
+
+// Allocate honours plain fallocate (mode 0 or KEEP_SIZE): it reserves the
+// ciphertext range, and without KEEP_SIZE extends the file with zeros.
+// Punching holes or zeroing ranges would need re-encryption: EOPNOTSUPP.
+func (h *encFile) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	if mode&^unix.FALLOC_FL_KEEP_SIZE != 0 {
+		return syscall.EOPNOTSUPP
+	}
+	end := int64(off + size)
+	if mode&unix.FALLOC_FL_KEEP_SIZE == 0 {
+		cur, errno := h.plainSize()
+		if errno != 0 {
+			return errno
+		}
+		if end > cur {
+			if errno := h.n.truncateEnc(h.f, end); errno != 0 {
+				return errno
+			}
+		}
+	}
+	first := crypt.CipherOffset(crypt.BlockNo(int64(off)))
+	last := crypt.CipherSize(end)
+	if last <= first {
+		return 0
+	}
+	return gofs.ToErrno(unix.Fallocate(int(h.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, first, last-first))
+}
+
+func (h *encFile) plainSize() (int64, syscall.Errno) {
+	cs, errno := h.size()
+	if errno != 0 {
+		return 0, errno
+	}
+	ps, err := crypt.PlainSize(cs)
+	if err != nil {
+		h.n.authFailed(h.f, err)
+		return 0, syscall.EIO
+	}
+	return ps, 0
+}
+
+var _ = (gofs.FileFsyncer)((*encFile)(nil))
+
+func (h *encFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return gofs.ToErrno(h.f.Sync())
+}
+
+var _ = (gofs.FileFlusher)((*encFile)(nil))
+
+func (h *encFile) Flush(ctx context.Context) syscall.Errno { return h.locks.Flush(ctx) }
+
+var _ = (gofs.FileReleaser)((*encFile)(nil))
+
+func (h *encFile) Release(ctx context.Context) syscall.Errno {
+	return gofs.ToErrno(h.f.Close())
+}
+
+var _ = (gofs.FileGetlker)((*encFile)(nil))
+
+func (h *encFile) Getlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	return h.locks.Getlk(ctx, owner, lk, flags, out)
+}
+
+var _ = (gofs.FileSetlker)((*encFile)(nil))
+
+func (h *encFile) Setlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return h.locks.Setlk(ctx, owner, lk, flags)
+}
+
+var _ = (gofs.FileSetlkwer)((*encFile)(nil))
+
+func (h *encFile) Setlkw(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return h.locks.Setlkw(ctx, owner, lk, flags)
+}

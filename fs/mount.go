@@ -1,0 +1,132 @@
+package fs
+
+import (
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"cryptpt/keys"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// FsName is the filesystem type shown in the mount table ("fuse.cryptpt").
+const FsName = "cryptpt"
+
+// cacheTimeout is how long the kernel may trust names and attributes.
+const cacheTimeout = time.Second
+
+// Mount is a live cryptpt mount.
+type Mount struct {
+	server *fuse.Server
+	v      *vault
+}
+
+// MountVault mounts the vault described by o at mountpoint and returns once
+// the kernel serves it. The caller checks the mountpoint first
+// (CheckMountpoint) and unmounts with Unmount.
+func MountVault(mountpoint string, o Options) (*Mount, error) {
+	mountpoint, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	v, err := newVault(o)
+	if err != nil {
+		return nil, err
+	}
+	v.mountpoint = mountpoint
+	var rootSt syscall.Stat_t
+	if err := syscall.Fstat(v.rootFd, &rootSt); err != nil {
+		v.close()
+		return nil, err
+	}
+	timeout := cacheTimeout
+	mo := fuse.MountOptions{
+		FsName:      v.opts.Backing,
+		Name:        FsName,
+		DirectMount: unix.Geteuid() == 0,
+		AllowOther:  o.AllowOther,
+		Debug:       o.Debug,
+		Logger:      v.log,
+		// 1 MiB requests: fewer round trips for large sequential I/O.
+		MaxWrite:    1 << 20,
+		EnableLocks: true,
+		// Allow a vault on one stacked filesystem (overlayfs, another FUSE):
+		// the kernel's limit is 2 including this mount.
+		MaxStackDepth: 2,
+		// The daemon clears set-id bits itself (killpriv.go), which saves
+		// a GETXATTR round trip per write.
+		ExtraCapabilities: capHandleKillprivV2,
+	}
+	if o.AllowOther {
+		mo.Options = append(mo.Options, "default_permissions")
+	}
+	if o.ReadOnly {
+		mo.Options = append(mo.Options, "ro")
+	}
+	root := v.newNode(false)
+	server, err := gofs.Mount(mountpoint, root, &gofs.Options{
+		MountOptions:    mo,
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		RootStableAttr:  &gofs.StableAttr{Ino: rootSt.Ino},
+		Logger:          v.log,
+	})
+	if err != nil {
+		v.close()
+		return nil, err
+	}
+	m := &Mount{server: server, v: v}
+	m.probePassthrough()
+	return m, nil
+}
+
+// probePassthrough finds out whether the kernel takes backing files from this
+// daemon, by registering the vault config file once, and records why not.
+func (m *Mount) probePassthrough() {
+	v := m.v
+	if v.opts.NoPassthrough {
+		v.setPassthrough(false, "turned off by --no-passthrough")
+		return
+	}
+	if m.server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
+		v.setPassthrough(false, "the kernel does not offer FUSE passthrough (needs Linux 6.9+ with CONFIG_FUSE_PASSTHROUGH)")
+		return
+	}
+	fd, err := unix.Openat(v.rootFd, keys.ConfigName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		v.setPassthrough(false, fmt.Sprintf("cannot open a vault file to probe passthrough: %v", err))
+		return
+	}
+	defer unix.Close(fd)
+	id, errno := m.server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
+	switch errno {
+	case 0:
+		m.server.UnregisterBackingFd(id)
+		v.setPassthrough(true, "kernel passthrough active")
+	case syscall.EPERM:
+		v.setPassthrough(false, "the daemon lacks CAP_SYS_ADMIN, which the kernel requires to register passthrough files")
+	case syscall.ELOOP:
+		v.setPassthrough(false, "the vault sits on a stacked filesystem deeper than the kernel's passthrough stacking limit")
+	default:
+		v.setPassthrough(false, fmt.Sprintf("the kernel refused a passthrough backing file: %v", errno))
+	}
+}
+
+// Status reports the mount's passthrough state and counters.
+func (m *Mount) Status() Status { return m.v.status() }
+
+// Wait blocks until the filesystem is unmounted.
+func (m *Mount) Wait() {
+	m.server.Wait()
+	m.v.close()
+}
+
+// Unmount asks the kernel to unmount; Wait returns afterwards.
+func (m *Mount) Unmount() error {
+	return m.server.Unmount()
+}

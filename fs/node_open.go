@@ -1,0 +1,133 @@
+package fs
+
+import (
+	"context"
+	"os"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// backingAccess picks how to open a backing file. Encrypted files need read
+// access for read-modify-write, and a plaintext backing fd registered for
+// passthrough is shared by every later open of the inode, so both ask for
+// read-write whenever the mount is writable.
+func (n *node) backingAccess(flags uint32) (want int, fallback int) {
+	if n.v.opts.ReadOnly {
+		return unix.O_RDONLY, -1
+	}
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		return unix.O_RDWR, unix.O_RDONLY
+	}
+	return unix.O_RDWR, -1
+}
+
+var _ = (gofs.NodeOpener)((*node)(nil))
+
+func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if n.v.opts.ReadOnly && (flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0) {
+		return nil, 0, syscall.EROFS
+	}
+	want, fallback := n.backingAccess(flags)
+	if n.enc {
+		// Our own header reads must not count as an access by the user.
+		want |= unix.O_NOATIME
+		if fallback >= 0 {
+			fallback |= unix.O_NOATIME
+		}
+	}
+	f, errno := n.openBacking(want)
+	if errno == syscall.EPERM && n.enc {
+		// O_NOATIME needs ownership or CAP_FOWNER.
+		want &^= unix.O_NOATIME
+		fallback &^= unix.O_NOATIME
+		f, errno = n.openBacking(want)
+	}
+	if (errno == syscall.EACCES || errno == syscall.EROFS || errno == syscall.EPERM) && fallback >= 0 {
+		f, errno = n.openBacking(fallback)
+	}
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return n.handle(ctx, f, flags)
+}
+
+// handle wraps an opened backing file in the handle type the entry's mode
+// calls for, after applying O_TRUNC. It takes ownership of f.
+func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_TRUNC != 0 {
+		clearSetID(ctx, f)
+	}
+	if n.enc {
+		var errno syscall.Errno
+		if flags&syscall.O_TRUNC != 0 {
+			errno = n.truncateEnc(f, 0)
+		} else {
+			n.contentMu.Lock()
+			errno = n.loadHeader(f)
+			n.contentMu.Unlock()
+		}
+		if errno != 0 {
+			f.Close()
+			return nil, 0, errno
+		}
+		n.v.stats.encOpens.Add(1)
+		return newEncFile(n, f), 0, 0
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		if err := f.Truncate(0); err != nil {
+			f.Close()
+			return nil, 0, gofs.ToErrno(err)
+		}
+	}
+	pf := newPlainFile(n, f)
+	if n.v.passthrough() && !needsDaemonIO(f) {
+		n.v.stats.plainOpensPassthrough.Add(1)
+		return &passthroughFile{pf}, 0, 0
+	}
+	n.v.stats.plainOpensDaemon.Add(1)
+	return pf, 0, 0
+}
+
+var _ = (gofs.NodeCreater)((*node)(nil))
+
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	n.treeMu.RLock()
+	defer n.treeMu.RUnlock()
+	enc := n.encryptNew(name, false)
+	fd, stored, errno := n.prepareNew(name, enc)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	oflags := unix.O_CREAT | unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC | int(flags&syscall.O_EXCL)
+	bfd, err := unix.Openat(fd, stored, oflags, mode)
+	if err != nil {
+		return nil, nil, 0, gofs.ToErrno(err)
+	}
+	f := os.NewFile(uintptr(bfd), stored)
+	n.chownToCaller(ctx, fd, stored)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(bfd, &st); err != nil {
+		f.Close()
+		return nil, nil, 0, gofs.ToErrno(err)
+	}
+	if st.Size == 0 {
+		// Just created (or empty anyway): O_TRUNC has nothing to do, and
+		// doing it would move mtime past what we report.
+		flags &^= syscall.O_TRUNC
+	}
+	ch := n.newChild(ctx, enc, &st, out)
+	fh, fuseFlags, errno := ch.Operations().(*node).handle(ctx, f, flags)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		// Report the attributes after truncation.
+		if err := syscall.Fstat(bfd, &st); err == nil {
+			ch.Operations().(*node).fillAttr(&st, &out.Attr)
+		}
+	}
+	return ch, fh, fuseFlags, 0
+}

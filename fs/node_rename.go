@@ -1,0 +1,140 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	"cryptpt/crypt"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
+)
+
+var _ = (gofs.NodeRenamer)((*node)(nil))
+
+// Rename follows the design's asymmetric rule. An encrypted entry may move
+// anywhere and stays encrypted (drift where the policy says plaintext); a
+// plaintext entry moved to a path the policy encrypts gets EXDEV, so tools
+// fall back to copy + delete and the copy is created encrypted. Same-mode
+// renames are one renameat2 in the vault: a directory's children are named
+// under its own IV, so they are not touched.
+func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok || np.v != n.v {
+		return syscall.EXDEV
+	}
+	if n.v.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	if len(newName) > 255 {
+		return syscall.ENAMETOOLONG
+	}
+	enc, sstored, errno := n.existing(name)
+	if errno != 0 {
+		return errno
+	}
+	sfd, errno := n.dirfd()
+	if errno != 0 {
+		return errno
+	}
+	dfd, errno := np.dirfd()
+	if errno != 0 {
+		return errno
+	}
+	var sst syscall.Stat_t
+	if err := fstatat(sfd, sstored, &sst); err != nil {
+		return gofs.ToErrno(err)
+	}
+	isDir := sst.Mode&syscall.S_IFMT == syscall.S_IFDIR
+	dstPath := np.childPath(newName)
+	plainPolicy := n.v.opts.Policy.Decide(dstPath, isDir).Plaintext
+	if !enc && !plainPolicy {
+		return syscall.EXDEV
+	}
+
+	if flags&unix.RENAME_EXCHANGE != 0 {
+		return n.exchange(sfd, sstored, enc, np, dfd, name, newName)
+	}
+
+	np.treeMu.RLock()
+	defer np.treeMu.RUnlock()
+	dstored, sidecar, errno := np.storedNameSidecar(newName, enc, true)
+	if errno != 0 {
+		return errno
+	}
+	// An entry of the other mode at the destination is replaced after the
+	// rename, as rename(2) would replace a same-mode one.
+	var other string
+	if o, errno := np.storedName(newName, !enc, false); errno == 0 {
+		var ost syscall.Stat_t
+		if fstatat(dfd, o, &ost) == nil {
+			if flags&unix.RENAME_NOREPLACE != 0 {
+				return syscall.EEXIST
+			}
+			oDir := ost.Mode&syscall.S_IFMT == syscall.S_IFDIR
+			switch {
+			case oDir && !isDir:
+				return syscall.EISDIR
+			case !oDir && isDir:
+				return syscall.ENOTDIR
+			}
+			other = o
+		}
+	}
+	if other != "" && isDir {
+		// Clear the way first: rename(2) demands an empty directory.
+		if errno := removeDir(dfd, other); errno != 0 {
+			return errno
+		}
+		other = ""
+	}
+	if isDir && other == "" {
+		// rename(2) may replace an empty directory; ours still hold their
+		// IV. Clear it, or get ENOTEMPTY for a directory with entries.
+		var dst syscall.Stat_t
+		if fstatat(dfd, dstored, &dst) == nil && dst.Mode&syscall.S_IFMT == syscall.S_IFDIR && dst.Ino != sst.Ino {
+			if errno := clearVaultFiles(dfd, dstored); errno != 0 {
+				return errno
+			}
+		}
+	}
+	if sidecar != nil {
+		if err := writeSmallFile(dfd, crypt.SidecarName(dstored), sidecar, false); err != nil {
+			return gofs.ToErrno(err)
+		}
+	}
+	if err := unix.Renameat2(sfd, sstored, dfd, dstored, uint(flags&unix.RENAME_NOREPLACE)); err != nil {
+		return gofs.ToErrno(err)
+	}
+	if other != "" {
+		unix.Unlinkat(dfd, other, 0)
+		np.dropSidecar(dfd, other)
+	}
+	n.dropSidecar(sfd, sstored)
+	n.v.stats.forget(n.childPath(name))
+	if enc && plainPolicy {
+		n.v.stats.note(&n.v.stats.drift, dstPath)
+	}
+	return 0
+}
+
+// exchange swaps two entries of the same mode. Their vault names stay where
+// they are and only what they point to swaps, so both names stay valid.
+func (n *node) exchange(sfd int, sstored string, enc bool, np *node, dfd int, name, newName string) syscall.Errno {
+	denc, dstored, errno := np.existing(newName)
+	if errno != 0 {
+		return errno
+	}
+	if denc != enc {
+		return syscall.EXDEV
+	}
+	var dst syscall.Stat_t
+	if err := fstatat(dfd, dstored, &dst); err != nil {
+		return gofs.ToErrno(err)
+	}
+	dIsDir := dst.Mode&syscall.S_IFMT == syscall.S_IFDIR
+	if !denc && !n.v.opts.Policy.Decide(n.childPath(name), dIsDir).Plaintext {
+		return syscall.EXDEV
+	}
+	return gofs.ToErrno(unix.Renameat2(sfd, sstored, dfd, dstored, unix.RENAME_EXCHANGE))
+}

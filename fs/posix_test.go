@@ -1,0 +1,35 @@
+package fs_test
+
+import (
+	"sort"
+	"testing"
+
+	"cryptpt/fs"
+
+	"github.com/hanwen/go-fuse/v2/posixtest"
+)
+
+// policies are the two homogeneous trees the POSIX suite runs against, plus
+// one where the root is plaintext and a subtree is encrypted again.
+var policies = map[string][]string{
+	"encrypted": nil,
+	"plaintext": {"/**"},
+}
+
+func TestPosix(t *testing.T) {
+	names := make([]string, 0, len(posixtest.All))
+	for name := range posixtest.All {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for mode, plaintext := range policies {
+		t.Run(mode, func(t *testing.T) {
+			for _, name := range names {
+				t.Run(name, func(t *testing.T) {
+					tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: plaintext})
+					posixtest.All[name](t, tv.Mnt)
+				})
+			}
+		})
+	}
+}

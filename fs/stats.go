@@ -1,0 +1,115 @@
+package fs
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// stats counts what the daemon did, for `cryptpt status` and for tests that
+// check which path served a file.
+type stats struct {
+	plainOpensPassthrough atomic.Int64
+	plainOpensDaemon      atomic.Int64
+	encOpens              atomic.Int64
+	plainReads            atomic.Int64 // READ requests for plaintext files
+	encReads              atomic.Int64 // READ requests for encrypted files
+	plainWrites           atomic.Int64
+	encWrites             atomic.Int64
+	plainBytes            atomic.Int64 // bytes of plaintext files served by the daemon
+	encBytes              atomic.Int64 // bytes of encrypted files served by the daemon
+	authFailures          atomic.Int64
+	hiddenEntries         atomic.Int64
+
+	mu       sync.Mutex
+	drift    map[string]struct{} // encrypted entries at paths the policy makes plaintext
+	injected map[string]struct{} // plaintext entries at paths the policy encrypts
+}
+
+// maxListed bounds the paths kept for status, so a huge tree cannot grow the
+// daemon's memory without bound.
+const maxListed = 1000
+
+func (s *stats) note(set *map[string]struct{}, path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if *set == nil {
+		*set = map[string]struct{}{}
+	}
+	if len(*set) < maxListed {
+		(*set)[path] = struct{}{}
+	}
+}
+
+func (s *stats) forget(path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.drift, path)
+	delete(s.injected, path)
+}
+
+// Status is what `cryptpt status` reports about a live mount.
+type Status struct {
+	Backing    string `json:"backing"`
+	Mountpoint string `json:"mountpoint"`
+	PID        int    `json:"pid"`
+	ReadOnly   bool   `json:"read_only"`
+
+	PassthroughActive bool   `json:"passthrough_active"`
+	PassthroughReason string `json:"passthrough_reason"`
+
+	PlainOpensPassthrough int64 `json:"plaintext_opens_passthrough"`
+	PlainOpensDaemon      int64 `json:"plaintext_opens_daemon"`
+	EncryptedOpens        int64 `json:"encrypted_opens"`
+	PlainReads            int64 `json:"plaintext_read_requests"`
+	EncryptedReads        int64 `json:"encrypted_read_requests"`
+	PlainWrites           int64 `json:"plaintext_write_requests"`
+	EncryptedWrites       int64 `json:"encrypted_write_requests"`
+	PlainBytes            int64 `json:"plaintext_bytes_via_daemon"`
+	EncryptedBytes        int64 `json:"encrypted_bytes_via_daemon"`
+	AuthFailures          int64 `json:"authentication_failures"`
+	HiddenEntries         int64 `json:"hidden_entries"`
+
+	// Drift lists encrypted entries seen at paths the policy makes plaintext.
+	Drift []string `json:"drift"`
+	// Injected lists plaintext entries seen at paths the policy encrypts.
+	Injected []string `json:"injected"`
+}
+
+func (v *vault) status() Status {
+	s := &v.stats
+	v.ptMu.Lock()
+	st := Status{
+		Backing:           v.opts.Backing,
+		Mountpoint:        v.mountpoint,
+		ReadOnly:          v.opts.ReadOnly,
+		PassthroughActive: v.ptActive,
+		PassthroughReason: v.ptReason,
+	}
+	v.ptMu.Unlock()
+	st.PlainOpensPassthrough = s.plainOpensPassthrough.Load()
+	st.PlainOpensDaemon = s.plainOpensDaemon.Load()
+	st.EncryptedOpens = s.encOpens.Load()
+	st.PlainReads = s.plainReads.Load()
+	st.EncryptedReads = s.encReads.Load()
+	st.PlainWrites = s.plainWrites.Load()
+	st.EncryptedWrites = s.encWrites.Load()
+	st.PlainBytes = s.plainBytes.Load()
+	st.EncryptedBytes = s.encBytes.Load()
+	st.AuthFailures = s.authFailures.Load()
+	st.HiddenEntries = s.hiddenEntries.Load()
+	s.mu.Lock()
+	st.Drift = sortedKeys(s.drift)
+	st.Injected = sortedKeys(s.injected)
+	s.mu.Unlock()
+	return st
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
