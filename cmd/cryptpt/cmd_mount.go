@@ -1,0 +1,285 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/syslog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"cryptpt/config"
+	"cryptpt/crypt"
+	"cryptpt/fs"
+	"cryptpt/keys"
+)
+
+// Environment and descriptors of the background daemon: the foreground
+// process hands it the unwrapped master key over a pipe (never argv or env)
+// and waits on a second pipe for "ok" or the reason it failed.
+const (
+	daemonEnv   = "CRYPTPT_DAEMON"
+	daemonKeyFd = 3
+	daemonRdyFd = 4
+)
+
+type mountFlags struct {
+	configPath    string
+	foreground    bool
+	readOnly      bool
+	allowOther    bool
+	noPassthrough bool
+	untrusted     bool
+	logFile       string
+	debug         bool
+}
+
+func runMount(args []string) error {
+	fl := newFlags("mount", "mount [--config C] [--passfile F | --extpass CMD] [-f] [--ro] [BACKING MOUNTPOINT]")
+	var src secretSource
+	src.register(fl)
+	var mf mountFlags
+	fl.StringVar(&mf.configPath, "config", "", "policy and vault paths from `FILE` (default $XDG_CONFIG_HOME/cryptpt/config.toml)")
+	fl.BoolVar(&mf.foreground, "f", false, "stay in the foreground and log to stderr")
+	fl.BoolVar(&mf.readOnly, "ro", false, "mount read-only")
+	fl.BoolVar(&mf.allowOther, "allow-other", false, "let other users in, with kernel permission checks (default_permissions)")
+	fl.BoolVar(&mf.noPassthrough, "no-passthrough", false, "serve plaintext files through the daemon instead of kernel passthrough")
+	fl.BoolVar(&mf.untrusted, "untrusted-storage", false, "hide plaintext entries found at paths the policy encrypts (also: vault.untrusted_storage)")
+	fl.StringVar(&mf.logFile, "log", "", "append the daemon's log to `FILE` (default: syslog when in the background)")
+	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
+	pos, err := parseFlags(fl, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(mf.configPath)
+	if err != nil {
+		return err
+	}
+	backing, mountpoint := cfg.Backing, cfg.Mountpoint
+	switch len(pos) {
+	case 0:
+		if backing == "" || mountpoint == "" {
+			return usageError(fl, "mount needs BACKING and MOUNTPOINT, as arguments or as vault.backing and vault.mountpoint in the config")
+		}
+	case 2:
+		backing, mountpoint = pos[0], pos[1]
+	default:
+		return usageError(fl, "mount takes two arguments, BACKING and MOUNTPOINT")
+	}
+	mountpoint, _ = filepath.Abs(mountpoint)
+	backing, _ = filepath.Abs(backing)
+	mf.untrusted = mf.untrusted || cfg.UntrustedStorage
+
+	if os.Getenv(daemonEnv) == "1" {
+		return daemonMain(backing, mountpoint, cfg, mf)
+	}
+	if _, err := keys.Load(backing); err != nil {
+		return vaultError(err, backing)
+	}
+	if err := checkMountpoint(mountpoint); err != nil {
+		return err
+	}
+	pw, err := src.read("Password: ")
+	if err != nil {
+		return err
+	}
+	v, err := keys.Open(backing, pw)
+	clear(pw)
+	if err != nil {
+		return vaultError(err, backing)
+	}
+	defer v.Wipe()
+	if mf.foreground {
+		return serve(backing, mountpoint, cfg, mf, v.Master(), nil)
+	}
+	return spawnDaemon(mountpoint, v.Master())
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	explicit := path != ""
+	if !explicit {
+		p, err := config.DefaultPath()
+		if err != nil {
+			return nil, fail("", "%v", err)
+		}
+		path = p
+	}
+	cfg, err := config.Load(path)
+	if errors.Is(err, os.ErrNotExist) && !explicit {
+		// No config: everything is encrypted.
+		empty, _ := config.NewPolicy(nil)
+		return &config.Config{Policy: empty}, nil
+	}
+	if err != nil {
+		var pe *config.ParseError
+		if errors.As(err, &pe) {
+			return nil, fail("", "%v", pe)
+		}
+		return nil, fail("", "%v", err)
+	}
+	return cfg, nil
+}
+
+func checkMountpoint(mp string) error {
+	err := fs.CheckMountpoint(mp)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrMountpointMissing):
+		return fail("create it with \"mkdir -p "+mp+"\"", "mountpoint %s does not exist", mp)
+	case errors.Is(err, fs.ErrMountpointNotEmpty):
+		return fail("mount on an empty directory, so nothing in it is hidden", "mountpoint %s is not empty", mp)
+	case errors.Is(err, fs.ErrMountpointMounted):
+		return fail("unmount it first with \"cryptpt unmount "+mp+"\"", "%s is already a mount point", mp)
+	case errors.Is(err, fs.ErrMountpointNotDir):
+		return fail("", "mountpoint %s is not a directory", mp)
+	}
+	return fail("", "mountpoint %s: %v", mp, err)
+}
+
+// spawnDaemon starts this program again in the background, hands it the
+// master key and returns when the mount is live or the daemon said why not.
+func spawnDaemon(mountpoint string, master *[32]byte) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fail("", "cannot find my own executable: %v", err)
+	}
+	keyR, keyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	rdyR, rdyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), daemonEnv+"=1")
+	cmd.ExtraFiles = []*os.File{keyR, rdyW} // fds 3 and 4
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fail("", "cannot start the daemon: %v", err)
+	}
+	keyR.Close()
+	rdyW.Close()
+	_, werr := keyW.Write(master[:])
+	keyW.Close()
+	msg, _ := io.ReadAll(rdyR)
+	rdyR.Close()
+	if werr == nil && strings.TrimSpace(string(msg)) == "ok" {
+		cmd.Process.Release()
+		return nil
+	}
+	cmd.Wait()
+	reason := strings.TrimSpace(string(msg))
+	if reason == "" {
+		reason = "the daemon exited before the mount was ready"
+	}
+	return fail("run with -f to see the daemon's log", "mount failed: %s", reason)
+}
+
+// daemonMain is the background daemon: it reads the key, detaches from the
+// terminal and serves.
+func daemonMain(backing, mountpoint string, cfg *config.Config, mf mountFlags) error {
+	keyPipe := os.NewFile(daemonKeyFd, "key")
+	ready := os.NewFile(daemonRdyFd, "ready")
+	var master [32]byte
+	_, err := io.ReadFull(keyPipe, master[:])
+	keyPipe.Close()
+	if err != nil {
+		fmt.Fprintf(ready, "cannot receive the key: %v\n", err)
+		return err
+	}
+	if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		for _, fd := range []int{0, 1, 2} {
+			syscall.Dup2(int(devnull.Fd()), fd)
+		}
+		devnull.Close()
+	}
+	err = serve(backing, mountpoint, cfg, mf, &master, ready)
+	if err != nil {
+		var ue *userError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(ready, ue.msg)
+		} else {
+			fmt.Fprintln(ready, err)
+		}
+	}
+	ready.Close()
+	return err
+}
+
+// newLogger picks where the daemon logs: a file if asked, stderr in the
+// foreground, else syslog (the journal), else nowhere rather than fail.
+func newLogger(mf mountFlags) (*log.Logger, error) {
+	if mf.logFile != "" {
+		f, err := os.OpenFile(mf.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fail("", "cannot open log file: %v", err)
+		}
+		return log.New(f, "cryptpt: ", log.LstdFlags), nil
+	}
+	if mf.foreground {
+		return log.New(os.Stderr, "cryptpt: ", log.LstdFlags), nil
+	}
+	if w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, "cryptpt"); err == nil {
+		return log.New(w, "", 0), nil
+	}
+	return log.New(io.Discard, "", 0), nil
+}
+
+// serve mounts and serves until unmounted or signalled. ready, if not nil,
+// gets "ok" once the mount is live.
+func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master *[32]byte, ready *os.File) error {
+	logger, err := newLogger(mf)
+	if err != nil {
+		return err
+	}
+	k, err := crypt.NewKeys(master)
+	clear(master[:])
+	if err != nil {
+		return err
+	}
+	m, err := fs.MountVault(mountpoint, fs.Options{
+		Backing:          backing,
+		Keys:             k,
+		Policy:           cfg.Policy,
+		ReadOnly:         mf.readOnly,
+		AllowOther:       mf.allowOther,
+		NoPassthrough:    mf.noPassthrough,
+		UntrustedStorage: mf.untrusted,
+		Logger:           logger,
+		Debug:            mf.debug,
+	})
+	if err != nil {
+		hint := ""
+		if strings.Contains(err.Error(), "fusermount") {
+			hint = "install fuse3 (apt-get install fuse3) or mount as root"
+		}
+		return fail(hint, "cannot mount %s: %v", mountpoint, err)
+	}
+	st := m.Status()
+	logger.Printf("mounted %s on %s; passthrough: %v (%s)", backing, mountpoint, st.PassthroughActive, st.PassthroughReason)
+	if ready != nil {
+		fmt.Fprintln(ready, "ok")
+		ready.Close()
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for sig := range sigs {
+			logger.Printf("%v: unmounting %s", sig, mountpoint)
+			if err := m.Unmount(); err != nil {
+				logger.Printf("unmount %s: %v; detaching it lazily", mountpoint, err)
+				lazyUnmount(mountpoint)
+			}
+		}
+	}()
+	m.Wait()
+	logger.Printf("unmounted %s", mountpoint)
+	return nil
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"cryptpt/fs"
+
+	"golang.org/x/sys/unix"
+)
+
+func runUnmount(args []string) error {
+	fl := newFlags("unmount", "unmount MOUNTPOINT")
+	pos, err := parseFlags(fl, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError(fl, "unmount takes one argument, the mountpoint")
+	}
+	mp, _ := filepath.Abs(pos[0])
+	if m, _ := fs.FindMount(mp); m != mp {
+		return fail("", "%s is not a cryptpt mount", mp)
+	}
+	if err := unmount(mp); err != nil {
+		return fail("close the files open under it (see \"fuser -vm "+mp+"\") and try again", "cannot unmount %s: %v", mp, err)
+	}
+	return nil
+}
+
+// unmount unmounts directly as root, else through fusermount3.
+func unmount(mp string) error {
+	if unix.Geteuid() == 0 {
+		return unix.Unmount(mp, 0)
+	}
+	out, err := exec.Command("fusermount3", "-u", mp).CombinedOutput()
+	if err != nil {
+		if msg := strings.TrimSpace(string(out)); msg != "" {
+			return &userError{msg: msg}
+		}
+	}
+	return err
+}
+
+// lazyUnmount detaches a busy mount; it goes away when its last user leaves.
+func lazyUnmount(mp string) {
+	if unix.Geteuid() == 0 {
+		unix.Unmount(mp, unix.MNT_DETACH)
+		return
+	}
+	cmd := exec.Command("fusermount3", "-u", "-z", mp)
+	cmd.Stderr = os.Stderr
+	cmd.Run()
+}

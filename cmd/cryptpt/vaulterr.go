@@ -1,0 +1,30 @@
+package main
+
+import (
+	"errors"
+
+	"cryptpt/keys"
+)
+
+// vaultError turns an error from the keys package into one line for the user.
+func vaultError(err error, dir string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, keys.ErrWrongPassword):
+		return fail("", "wrong password for vault %s", dir)
+	case errors.Is(err, keys.ErrRecoveryKeyTypo):
+		return fail("check the recovery key for a typo: it is groups of letters and digits", "%v", err)
+	case errors.Is(err, keys.ErrWrongRecoveryKey):
+		return fail("", "that recovery key does not belong to vault %s", dir)
+	case errors.Is(err, keys.ErrNotVault):
+		return fail("create one with \"cryptpt init "+dir+"\"", "%s is not a cryptpt vault (it has no %s)", dir, keys.ConfigName)
+	case errors.Is(err, keys.ErrCorrupt):
+		return fail("restore "+keys.ConfigName+" from a backup of the vault", "%s: %v", dir, err)
+	case errors.Is(err, keys.ErrVersion):
+		return fail("this vault needs a newer cryptpt", "%s: %v", dir, err)
+	case errors.Is(err, keys.ErrExists):
+		return fail("", "%s already holds a vault", dir)
+	}
+	return fail("", "%s: %v", dir, err)
+}
