@@ -1,0 +1,245 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cfs "cryptpt/fs"
+)
+
+// expectFail runs cryptpt, expects exit status 1 and one error line that
+// contains want.
+func expectFail(t *testing.T, want string, args ...string) {
+	t.Helper()
+	_, stderr, code := cryptpt(args...)
+	if code != 1 {
+		t.Errorf("cryptpt %s: exit %d, want 1\n%s", strings.Join(args, " "), code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if !strings.HasPrefix(lines[0], "cryptpt: error: ") || !strings.Contains(lines[0], want) {
+		t.Errorf("cryptpt %s: first line %q, want an error containing %q", strings.Join(args, " "), lines[0], want)
+	}
+	for _, l := range lines[1:] {
+		if !strings.HasPrefix(l, "cryptpt: hint: ") {
+			t.Errorf("cryptpt %s: extra output %q", strings.Join(args, " "), l)
+		}
+	}
+}
+
+func TestPasswordLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	pw1, pw2, pw3, wrong := filepath.Join(dir, "pw1"), filepath.Join(dir, "pw2"), filepath.Join(dir, "pw3"), filepath.Join(dir, "wrong")
+	for f, s := range map[string]string{pw1: "first\n", pw2: "second\n", pw3: "third\n", wrong: "nope\n"} {
+		must(t, os.WriteFile(f, []byte(s), 0o600))
+	}
+	out := run(t, "init", "--passfile", pw1, "--kdf-time", "1", "--kdf-memory", "8192", vault)
+	var recovery string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); strings.Count(l, "-") >= 5 && !strings.Contains(l, " ") {
+			recovery = l
+		}
+	}
+	if recovery == "" {
+		t.Fatalf("init printed no recovery key:\n%s", out)
+	}
+	expectFail(t, "wrong password", "passwd", "--passfile", wrong, "--new-passfile", pw2, vault)
+	run(t, "passwd", "--passfile", pw1, "--new-passfile", pw2, vault)
+	expectFail(t, "wrong password", "passwd", "--passfile", pw1, "--new-passfile", pw3, vault)
+
+	rk := filepath.Join(dir, "rk")
+	must(t, os.WriteFile(rk, []byte(strings.ToLower(recovery)+"\n"), 0o600))
+	run(t, "passwd", "--recovery-key-file", rk, "--new-passfile", pw3, vault)
+	run(t, "passwd", "--passfile", pw3, "--new-passfile", pw1, vault)
+
+	typo := []byte(recovery)
+	if typo[0] == 'A' {
+		typo[0] = 'B'
+	} else {
+		typo[0] = 'A'
+	}
+	must(t, os.WriteFile(rk, typo, 0o600))
+	expectFail(t, "recovery key", "passwd", "--recovery-key-file", rk, "--new-passfile", pw2, vault)
+
+	// Mounting with a wrong password says so and mounts nothing.
+	mnt := filepath.Join(dir, "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	cfs.RequireFUSE(t)
+	expectFail(t, "wrong password", "mount", "--passfile", wrong, vault, mnt)
+}
+
+func TestMountErrors(t *testing.T) {
+	v := newCLIVault(t)
+	base := []string{"mount", "--config", v.config, "--passfile", v.pwfile}
+	expectFail(t, "does not exist", append(base, v.backing, filepath.Join(v.dir, "nope"))...)
+	full := filepath.Join(v.dir, "full")
+	must(t, os.MkdirAll(filepath.Join(full, "x"), 0o755))
+	expectFail(t, "not empty", append(base, v.backing, full)...)
+	notVault := filepath.Join(v.dir, "plain")
+	must(t, os.Mkdir(notVault, 0o755))
+	expectFail(t, "not a cryptpt vault", append(base, notVault, v.mnt)...)
+	expectFail(t, "not a cryptpt vault", append(base, filepath.Join(v.dir, "missing"), v.mnt)...)
+	v.mount(t)
+	expectFail(t, "already a mount", append(base, v.backing, v.mnt)...)
+
+	badCfg := filepath.Join(v.dir, "bad.toml")
+	must(t, os.WriteFile(badCfg, []byte("[policy]\nplaintext = [\"ok/\",\n  \"[z-a]\"]\n"), 0o600))
+	expectFail(t, "bad.toml:3:3", "mount", "--config", badCfg, "--passfile", v.pwfile, v.backing, v.mnt)
+	must(t, os.WriteFile(badCfg, []byte("[policy]\nplaintxt = []\n"), 0o600))
+	expectFail(t, "bad.toml:2:1", "explain", "--config", badCfg, "x")
+
+	corrupt := filepath.Join(v.dir, "corrupt")
+	must(t, os.Mkdir(corrupt, 0o755))
+	must(t, os.WriteFile(filepath.Join(corrupt, "~~vault.toml"), []byte("version = 1\n"), 0o600))
+	expectFail(t, "corrupt", append(base, corrupt, filepath.Join(v.dir, "full"))...)
+	expectFail(t, "is not a cryptpt mount", "status", v.dir)
+	expectFail(t, "is not empty", "init", "--passfile", v.pwfile, full)
+}
+
+func TestExplain(t *testing.T) {
+	v := newCLIVault(t, "Videos/", "!Videos/private/", "*.iso")
+	out := run(t, "explain", "--config", v.config, "Videos/a.mkv", "Videos/private/b.mkv", "x/y.iso", "notes.txt")
+	for _, want := range []string{
+		`Videos/a.mkv: new entries are plaintext (decided by pattern "Videos/"`,
+		`Videos/private/b.mkv: new entries are encrypted (decided by pattern "!Videos/private/"`,
+		`x/y.iso: new entries are plaintext (decided by pattern "*.iso"`,
+		`notes.txt: new entries are encrypted (no pattern matches`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+	v.mount(t)
+	must(t, os.Mkdir(v.path("docs"), 0o755))
+	must(t, os.WriteFile(v.path("docs/a.txt"), []byte("x"), 0o644))
+	must(t, os.Rename(v.path("docs/a.txt"), v.path("b.iso")))
+	out = run(t, "explain", "--config", v.config, v.path("b.iso"))
+	if !strings.Contains(out, "stored encrypted; differs from the policy") {
+		t.Errorf("explain of a drifted file:\n%s", out)
+	}
+}
+
+// SIGTERM and SIGINT to a foreground daemon unmount cleanly.
+func TestSignalUnmounts(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			v := newCLIVault(t)
+			cmd := exec.Command(binary, "mount", "-f", "--config", v.config, "--passfile", v.pwfile, v.backing, v.mnt)
+			must(t, cmd.Start())
+			waitMounted(t, v.mnt, true)
+			must(t, os.WriteFile(v.path("f"), []byte("data"), 0o644))
+			must(t, cmd.Process.Signal(sig))
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("daemon exit: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("daemon did not exit after the signal")
+			}
+			waitMounted(t, v.mnt, false)
+		})
+	}
+}
+
+func waitMounted(t *testing.T, mnt string, want bool) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		if m, _ := cfs.FindMount(mnt); (m == mnt) == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s mounted != %v after 6s", mnt, want)
+}
+
+func TestReadOnlyMount(t *testing.T) {
+	v := newCLIVault(t, "media/")
+	v.mount(t)
+	must(t, os.Mkdir(v.path("media"), 0o755))
+	must(t, os.WriteFile(v.path("media/a"), []byte("plain"), 0o644))
+	must(t, os.WriteFile(v.path("b"), []byte("secret"), 0o644))
+	v.unmount(t)
+	v.mount(t, "--ro")
+	for name, want := range map[string]string{"media/a": "plain", "b": "secret"} {
+		if got, err := os.ReadFile(v.path(name)); err != nil || string(got) != want {
+			t.Errorf("read %s on a read-only mount: %q, %v", name, got, err)
+		}
+	}
+	if err := os.WriteFile(v.path("c"), []byte("x"), 0o644); err == nil {
+		t.Error("created a file on a read-only mount")
+	}
+	if err := os.WriteFile(v.path("b"), []byte("x"), 0o644); err == nil {
+		t.Error("overwrote a file on a read-only mount")
+	}
+}
+
+// By default only the mounting user gets in; with --allow-other, other users
+// get exactly what the modes allow.
+func TestOtherUsers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to act as another user")
+	}
+	asNobody := func(args ...string) error {
+		return exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups"}, args...)...).Run()
+	}
+	v := newCLIVault(t)
+	must(t, os.Chmod(v.dir, 0o755))
+	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
+	v.mount(t)
+	must(t, os.WriteFile(v.path("public"), []byte("x"), 0o644))
+	if err := asNobody("cat", v.path("public")); err == nil {
+		t.Error("another user read a file of a mount without --allow-other")
+	}
+	v.unmount(t)
+	v.mount(t, "--allow-other")
+	// init makes the vault 0700; open the mount's root like a shared dir.
+	must(t, os.Chmod(v.mnt, 0o755))
+	must(t, os.WriteFile(v.path("private"), []byte("x"), 0o600))
+	if err := asNobody("cat", v.path("public")); err != nil {
+		t.Errorf("another user cannot read a 0644 file with --allow-other: %v", err)
+	}
+	if err := asNobody("cat", v.path("private")); err == nil {
+		t.Error("another user read a 0600 file with --allow-other")
+	}
+	if err := asNobody("touch", v.path("new")); err == nil {
+		t.Error("another user created a file in a 0755 root-owned directory")
+	}
+}
+
+// A write by another user clears set-user-ID and set-group-ID, in both modes:
+// the daemon owns that duty (FUSE_HANDLE_KILLPRIV_V2), so set-id files never
+// get passthrough.
+func TestSetIDClearedOnWrite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to act as another user")
+	}
+	v := newCLIVault(t, "media/")
+	must(t, os.Chmod(v.dir, 0o755))
+	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
+	v.mount(t, "--allow-other")
+	must(t, os.Chmod(v.mnt, 0o777))
+	must(t, os.Mkdir(v.path("media"), 0o777))
+	for _, name := range []string{"enc", "media/plain"} {
+		p := v.path(name)
+		must(t, os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755))
+		must(t, os.Chmod(p, 0o6777))
+		cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "echo x >> "+p)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("write as nobody: %v\n%s", err, out)
+		}
+		st, err := os.Stat(p)
+		must(t, err)
+		if st.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 {
+			t.Errorf("%s: mode %v after a write by another user, want set-id bits cleared", name, st.Mode())
+		}
+	}
+}
