@@ -48,7 +48,7 @@ type TestVault struct {
 // TestOptions tweak NewTestVault; the zero value mounts an all-encrypted vault.
 type TestOptions struct {
 	Plaintext []string // policy patterns
-	Options          // Backing, Keys and Policy are filled in
+	Options            // Backing, Keys and Policy are filled in
 }
 
 // NewTestVault creates a vault in a temp dir with a cheap KDF, mounts it, and
