@@ -1,0 +1,177 @@
+package fs_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"cryptpt/fs"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
+)
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// forBothModes runs f against an all-encrypted and an all-plaintext mount.
+func forBothModes(t *testing.T, f func(t *testing.T, tv *fs.TestVault)) {
+	for _, mode := range []string{"encrypted", "plaintext"} {
+		t.Run(mode, func(t *testing.T) {
+			f(t, fs.NewTestVault(t, fs.TestOptions{Plaintext: policies[mode]}))
+		})
+	}
+}
+
+func TestMmap(t *testing.T) {
+	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+		p := tv.Path("m")
+		must(t, os.WriteFile(p, bytes.Repeat([]byte("a"), 10000), 0o644))
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		must(t, err)
+		defer f.Close()
+		shared, err := unix.Mmap(int(f.Fd()), 0, 10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		must(t, err)
+		copy(shared[5000:], "shared write")
+		must(t, unix.Msync(shared, unix.MS_SYNC))
+		must(t, unix.Munmap(shared))
+		private, err := unix.Mmap(int(f.Fd()), 0, 10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+		must(t, err)
+		if string(private[5000:5012]) != "shared write" {
+			t.Errorf("private mapping does not see the shared write: %q", private[5000:5012])
+		}
+		copy(private, "private")
+		must(t, unix.Munmap(private))
+		f.Close()
+		tv.Unmount(t)
+		tv.Remount(t)
+		got, err := os.ReadFile(p)
+		must(t, err)
+		want := bytes.Repeat([]byte("a"), 10000)
+		copy(want[5000:], "shared write")
+		if !bytes.Equal(got, want) {
+			t.Errorf("after remount the file differs from what the shared mapping wrote")
+		}
+	})
+}
+
+func TestRenameFlags(t *testing.T) {
+	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+		a, b := tv.Path("a"), tv.Path("dir/b")
+		must(t, os.Mkdir(tv.Path("dir"), 0o755))
+		must(t, os.WriteFile(a, []byte("AAA"), 0o644))
+		must(t, os.WriteFile(b, []byte("BBBBBB"), 0o644))
+		if err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_NOREPLACE); !errors.Is(err, syscall.EEXIST) {
+			t.Errorf("RENAME_NOREPLACE over an existing file: %v, want EEXIST", err)
+		}
+		must(t, unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE))
+		if got, _ := os.ReadFile(a); string(got) != "BBBBBB" {
+			t.Errorf("after exchange a = %q", got)
+		}
+		if got, _ := os.ReadFile(b); string(got) != "AAA" {
+			t.Errorf("after exchange b = %q", got)
+		}
+		tv.Unmount(t)
+		tv.Remount(t)
+		if got, _ := os.ReadFile(a); string(got) != "BBBBBB" {
+			t.Errorf("after exchange and remount a = %q", got)
+		}
+		// Directories move in O(1) with their contents.
+		must(t, os.MkdirAll(tv.Path("d1/sub"), 0o755))
+		must(t, os.WriteFile(tv.Path("d1/sub/f"), []byte("deep"), 0o644))
+		must(t, os.Rename(tv.Path("d1"), tv.Path("dir/d2")))
+		if got, _ := os.ReadFile(tv.Path("dir/d2/sub/f")); string(got) != "deep" {
+			t.Errorf("after directory rename: %q", got)
+		}
+	})
+}
+
+func TestNameLengths(t *testing.T) {
+	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+		for _, n := range []int{1, 100, 174, 200, 255} {
+			name := strings.Repeat("n", n)
+			must(t, os.WriteFile(tv.Path(name), []byte(name), 0o644))
+			must(t, os.Rename(tv.Path(name), tv.Path(name[:n-1]+"m")))
+			if got, err := os.ReadFile(tv.Path(name[:n-1] + "m")); err != nil || string(got) != name {
+				t.Errorf("name of %d bytes: %v", n, err)
+			}
+		}
+		long := strings.Repeat("x", 256)
+		if err := os.WriteFile(tv.Path(long), nil, 0o644); !errors.Is(err, syscall.ENAMETOOLONG) {
+			t.Errorf("name of 256 bytes: %v, want ENAMETOOLONG", err)
+		}
+		entries, err := os.ReadDir(tv.Mnt)
+		must(t, err)
+		if len(entries) != 5 {
+			t.Errorf("%d entries listed, want 5", len(entries))
+		}
+		for _, e := range entries {
+			must(t, os.Remove(tv.Path(e.Name())))
+		}
+		// No sidecar or other vault file is left behind.
+		raw, err := os.ReadDir(tv.Backing)
+		must(t, err)
+		for _, e := range raw {
+			if e.Name() != "~~vault.toml" && e.Name() != "~~diriv" {
+				t.Errorf("left in the vault after deleting everything: %s", e.Name())
+			}
+		}
+	})
+}
+
+func TestHolesAndTruncate(t *testing.T) {
+	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+		p := tv.Path("sparse")
+		f, err := os.Create(p)
+		must(t, err)
+		_, err = f.WriteAt([]byte("end"), 3<<20)
+		must(t, err)
+		must(t, f.Truncate(5000))
+		must(t, f.Truncate(9000))
+		_, err = f.WriteAt([]byte("mid"), 4094)
+		must(t, err)
+		f.Close()
+		want := make([]byte, 9000)
+		copy(want[4094:], "mid")
+		if got, _ := os.ReadFile(p); !bytes.Equal(got, want) {
+			t.Errorf("holes and truncates read back wrong")
+		}
+		var st syscall.Statfs_t
+		must(t, syscall.Statfs(tv.Mnt, &st))
+		if st.Blocks == 0 || st.Namelen != 255 {
+			t.Errorf("statfs: %+v", st)
+		}
+	})
+}
+
+// The encrypted handle type can never hand out a backing fd; the plaintext
+// passthrough handle can.
+func TestOnlyPlaintextHandlesPassThrough(t *testing.T) {
+	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"media/"}})
+	must(t, os.Mkdir(tv.Path("media"), 0o755))
+	must(t, os.WriteFile(tv.Path("media/p"), []byte("p"), 0o644))
+	must(t, os.WriteFile(tv.Path("e"), []byte("e"), 0o644))
+	for _, name := range []string{"media/p", "e"} {
+		if _, err := os.ReadFile(tv.Path(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := tv.Mount.Status()
+	if st.PassthroughActive && st.PlainOpensPassthrough == 0 {
+		t.Errorf("plaintext opens did not use passthrough: %+v", st)
+	}
+	if st.EncryptedOpens == 0 || st.EncryptedReads == 0 {
+		t.Errorf("encrypted file not served by the daemon: %+v", st)
+	}
+	var _ gofs.FilePassthroughFder = fs.PassthroughHandleForTest()
+	if _, ok := fs.EncryptedHandleForTest().(gofs.FilePassthroughFder); ok {
+		t.Error("the encrypted handle type implements FilePassthroughFder")
+	}
+}
