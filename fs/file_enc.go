@@ -242,6 +242,7 @@ func (h *encFile) Flush(ctx context.Context) syscall.Errno { return h.locks.Flus
 var _ = (gofs.FileReleaser)((*encFile)(nil))
 
 func (h *encFile) Release(ctx context.Context) syscall.Errno {
+	h.n.opens.Add(-1)
 	return gofs.ToErrno(h.f.Close())
 }
 

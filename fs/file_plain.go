@@ -57,7 +57,10 @@ func (h *plainFile) Flush(ctx context.Context) syscall.Errno { return h.lf.Flush
 
 var _ = (gofs.FileReleaser)((*plainFile)(nil))
 
-func (h *plainFile) Release(ctx context.Context) syscall.Errno { return h.lf.Release(ctx) }
+func (h *plainFile) Release(ctx context.Context) syscall.Errno {
+	h.n.opens.Add(-1)
+	return h.lf.Release(ctx)
+}
 
 var _ = (gofs.FileAllocater)((*plainFile)(nil))
 

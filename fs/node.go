@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"cryptpt/crypt"
@@ -24,8 +25,9 @@ type node struct {
 	gofs.Inode
 	v *vault
 
-	// enc is the entry's stored mode: encrypted name and content.
-	enc bool
+	// enc is the entry's stored mode: encrypted name and content. It only
+	// changes when migrate converts the entry.
+	enc atomic.Bool
 
 	// Directories: an O_PATH fd of the backing directory, opened on first
 	// use and closed when the kernel forgets the node; and the directory IV.
@@ -43,11 +45,19 @@ type node struct {
 	// header (nil for an empty file or before first use).
 	contentMu sync.RWMutex
 	hdr       *crypt.Header
+
+	// opens counts this node's open file handles; migrate refuses to
+	// replace a file that is open.
+	opens atomic.Int32
 }
 
 func (v *vault) newNode(enc bool) *node {
-	return &node{v: v, enc: enc, fd: -1}
+	n := &node{v: v, fd: -1}
+	n.enc.Store(enc)
+	return n
 }
+
+func (n *node) isEnc() bool { return n.enc.Load() }
 
 var _ = (gofs.NodeOnForgetter)((*node)(nil))
 
@@ -89,7 +99,7 @@ func (n *node) dirfd() (int, syscall.Errno) {
 	if errno != 0 {
 		return -1, errno
 	}
-	stored, errno := p.storedName(name, n.enc, false)
+	stored, errno := p.storedName(name, n.isEnc(), false)
 	if errno != 0 {
 		return -1, errno
 	}
@@ -116,7 +126,7 @@ func (n *node) at() (dirfd int, name string, errno syscall.Errno) {
 	if errno != 0 {
 		return -1, "", errno
 	}
-	stored, errno := p.storedName(plain, n.enc, false)
+	stored, errno := p.storedName(plain, n.isEnc(), false)
 	return fd, stored, errno
 }
 
@@ -201,7 +211,7 @@ func (n *node) dirIV(create bool) (*[16]byte, syscall.Errno) {
 // fillAttr converts a backing stat into what the mount shows.
 func (n *node) fillAttr(st *syscall.Stat_t, out *fuse.Attr) {
 	out.FromStat(st)
-	if !n.enc {
+	if !n.isEnc() {
 		return
 	}
 	switch st.Mode & syscall.S_IFMT {
@@ -221,10 +231,13 @@ func (n *node) fillAttr(st *syscall.Stat_t, out *fuse.Attr) {
 	}
 }
 
-func (n *node) newChild(ctx context.Context, enc bool, st *syscall.Stat_t, out *fuse.EntryOut) *gofs.Inode {
+// newChild makes (or finds) the inode of a child. gen tells apart files
+// that got a recycled inode number, so a new file never inherits the node,
+// and with it the mode, of a deleted one.
+func (n *node) newChild(ctx context.Context, enc bool, st *syscall.Stat_t, gen uint64, out *fuse.EntryOut) *gofs.Inode {
 	child := n.v.newNode(enc)
 	child.fillAttr(st, &out.Attr)
-	return n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: st.Ino})
+	return n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: st.Ino, Gen: gen})
 }
 
 // childNode returns the node of a child already known to the kernel.
@@ -234,6 +247,28 @@ func (n *node) childNode(name string) *node {
 		return nil
 	}
 	return ch.Operations().(*node)
+}
+
+// statGen stats an entry and returns its generation: the birth time in
+// nanoseconds, or 1 where the filesystem keeps none.
+func statGen(dirfd int, name string, st *syscall.Stat_t) (uint64, error) {
+	var sx unix.Statx_t
+	if err := unix.Statx(dirfd, name, atFlags(name), unix.STATX_BASIC_STATS|unix.STATX_BTIME, &sx); err != nil {
+		return 0, err
+	}
+	*st = syscall.Stat_t{
+		Dev: unix.Mkdev(sx.Dev_major, sx.Dev_minor), Ino: sx.Ino, Nlink: uint64(sx.Nlink),
+		Mode: uint32(sx.Mode), Uid: sx.Uid, Gid: sx.Gid,
+		Rdev: unix.Mkdev(sx.Rdev_major, sx.Rdev_minor), Size: int64(sx.Size),
+		Blksize: int64(sx.Blksize), Blocks: int64(sx.Blocks),
+		Atim: syscall.Timespec{Sec: sx.Atime.Sec, Nsec: int64(sx.Atime.Nsec)},
+		Mtim: syscall.Timespec{Sec: sx.Mtime.Sec, Nsec: int64(sx.Mtime.Nsec)},
+		Ctim: syscall.Timespec{Sec: sx.Ctime.Sec, Nsec: int64(sx.Ctime.Nsec)},
+	}
+	if sx.Mask&unix.STATX_BTIME == 0 {
+		return 1, nil
+	}
+	return uint64(sx.Btime.Sec)*1e9 + uint64(sx.Btime.Nsec), nil
 }
 
 func fstatat(dirfd int, name string, st *syscall.Stat_t) error {

@@ -105,7 +105,7 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 	if killSetID {
 		clearSetID(ctx, file)
 	}
-	if !n.enc {
+	if !n.isEnc() {
 		return gofs.ToErrno(file.Truncate(size))
 	}
 	return n.truncateEnc(file, size)

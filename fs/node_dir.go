@@ -15,6 +15,11 @@ import (
 // symlinkAD binds encrypted symlink targets to their purpose.
 var symlinkAD = []byte("cryptpt symlink v1")
 
+// encodeSymlink seals the target of an encrypted symlink for the vault.
+func encodeSymlink(v *vault, target []byte) string {
+	return base64.RawURLEncoding.EncodeToString(v.opts.Keys.SealMeta(target, symlinkAD))
+}
+
 // encryptNew reports whether a new entry at name gets the encrypted mode.
 func (n *node) encryptNew(name string, isDir bool) bool {
 	return !n.v.opts.Policy.Decide(n.childPath(name), isDir).Plaintext
@@ -59,8 +64,8 @@ func (n *node) prepareNew(name string, enc bool) (int, string, syscall.Errno) {
 // existing returns the mode and vault name of the entry name in n.
 func (n *node) existing(name string) (enc bool, stored string, errno syscall.Errno) {
 	if ch := n.childNode(name); ch != nil {
-		stored, errno := n.storedName(name, ch.enc, false)
-		return ch.enc, stored, errno
+		stored, errno := n.storedName(name, ch.isEnc(), false)
+		return ch.isEnc(), stored, errno
 	}
 	fd, errno := n.dirfd()
 	if errno != 0 {
@@ -83,10 +88,11 @@ func (n *node) existing(name string) (enc bool, stored string, errno syscall.Err
 func (n *node) finishNew(ctx context.Context, fd int, stored string, enc bool, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	n.chownToCaller(ctx, fd, stored)
 	var st syscall.Stat_t
-	if err := fstatat(fd, stored, &st); err != nil {
+	gen, err := statGen(fd, stored, &st)
+	if err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	return n.newChild(ctx, enc, &st, out), 0
+	return n.newChild(ctx, enc, &st, gen, out), 0
 }
 
 var _ = (gofs.NodeMkdirer)((*node)(nil))
@@ -231,7 +237,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	enc := n.encryptNew(name, false)
 	storedTarget := target
 	if enc {
-		storedTarget = base64.RawURLEncoding.EncodeToString(n.v.opts.Keys.SealMeta([]byte(target), symlinkAD))
+		storedTarget = encodeSymlink(n.v, []byte(target))
 		if len(storedTarget) >= unix.PathMax {
 			return nil, syscall.ENAMETOOLONG
 		}
@@ -259,7 +265,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 		return nil, gofs.ToErrno(err)
 	}
 	buf = buf[:sz]
-	if !n.enc {
+	if !n.isEnc() {
 		return buf, 0
 	}
 	sealed, err := base64.RawURLEncoding.DecodeString(string(buf))
@@ -286,7 +292,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	}
 	path := n.childPath(name)
 	plainPolicy := n.v.opts.Policy.Decide(path, false).Plaintext
-	if !t.enc && !plainPolicy {
+	if !t.isEnc() && !plainPolicy {
 		return nil, syscall.EXDEV
 	}
 	n.treeMu.RLock()
@@ -295,19 +301,20 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	if errno != 0 {
 		return nil, errno
 	}
-	fd, stored, errno := n.prepareNew(name, t.enc)
+	fd, stored, errno := n.prepareNew(name, t.isEnc())
 	if errno != 0 {
 		return nil, errno
 	}
 	if err := unix.Linkat(sfd, sstored, fd, stored, 0); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	if t.enc && plainPolicy {
+	if t.isEnc() && plainPolicy {
 		n.v.stats.note(&n.v.stats.drift, path)
 	}
 	var st syscall.Stat_t
-	if err := fstatat(fd, stored, &st); err != nil {
+	gen, err := statGen(fd, stored, &st)
+	if err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	return n.newChild(ctx, t.enc, &st, out), 0
+	return n.newChild(ctx, t.isEnc(), &st, gen, out), 0
 }

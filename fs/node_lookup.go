@@ -44,7 +44,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		if errno != 0 {
 			return nil, errno
 		}
-		if err := fstatat(fd, stored, &st); err != nil {
+		gen, err := statGen(fd, stored, &st)
+		if err != nil {
 			if err == unix.ENOENT {
 				continue
 			}
@@ -53,7 +54,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		if !n.admit(path, enc, st.Mode&syscall.S_IFMT == syscall.S_IFDIR) {
 			return nil, syscall.ENOENT
 		}
-		return n.newChild(ctx, enc, &st, out), 0
+		return n.newChild(ctx, enc, &st, gen, out), 0
 	}
 	return nil, syscall.ENOENT
 }
@@ -96,11 +97,15 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		return nil, gofs.ToErrno(err)
 	}
 	entries := make([]fuse.DirEntry, 0, len(raw))
+	// A name can exist in both forms after an interrupted migrate; list it
+	// once, as Lookup will resolve it.
+	seen := make(map[string]bool, len(raw))
 	for _, e := range raw {
 		name, enc, ok := n.decodeEntry(fd, e.Name)
-		if !ok {
+		if !ok || seen[name] {
 			continue
 		}
+		seen[name] = true
 		if !enc || n.v.opts.UntrustedStorage {
 			// Only plaintext entries can be hidden; skip the policy
 			// check for the common encrypted case.

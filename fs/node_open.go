@@ -31,7 +31,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, syscall.EROFS
 	}
 	want, fallback := n.backingAccess(flags)
-	if n.enc {
+	if n.isEnc() {
 		// Our own header reads must not count as an access by the user.
 		want |= unix.O_NOATIME
 		if fallback >= 0 {
@@ -39,7 +39,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		}
 	}
 	f, errno := n.openBacking(want)
-	if errno == syscall.EPERM && n.enc {
+	if errno == syscall.EPERM && n.isEnc() {
 		// O_NOATIME needs ownership or CAP_FOWNER.
 		want &^= unix.O_NOATIME
 		fallback &^= unix.O_NOATIME
@@ -60,7 +60,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 	if flags&syscall.O_TRUNC != 0 {
 		clearSetID(ctx, f)
 	}
-	if n.enc {
+	if n.isEnc() {
 		var errno syscall.Errno
 		if flags&syscall.O_TRUNC != 0 {
 			errno = n.truncateEnc(f, 0)
@@ -74,6 +74,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 			return nil, 0, errno
 		}
 		n.v.stats.encOpens.Add(1)
+		n.opens.Add(1)
 		return newEncFile(n, f), 0, 0
 	}
 	if flags&syscall.O_TRUNC != 0 {
@@ -83,6 +84,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		}
 	}
 	pf := newPlainFile(n, f)
+	n.opens.Add(1)
 	if n.v.passthrough() && !needsDaemonIO(f) {
 		n.v.stats.plainOpensPassthrough.Add(1)
 		return &passthroughFile{pf}, 0, 0
@@ -109,7 +111,8 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	f := os.NewFile(uintptr(bfd), stored)
 	n.chownToCaller(ctx, fd, stored)
 	var st syscall.Stat_t
-	if err := syscall.Fstat(bfd, &st); err != nil {
+	gen, err := statGen(bfd, "", &st)
+	if err != nil {
 		f.Close()
 		return nil, nil, 0, gofs.ToErrno(err)
 	}
@@ -118,7 +121,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		// doing it would move mtime past what we report.
 		flags &^= syscall.O_TRUNC
 	}
-	ch := n.newChild(ctx, enc, &st, out)
+	ch := n.newChild(ctx, enc, &st, gen, out)
 	fh, fuseFlags, errno := ch.Operations().(*node).handle(ctx, f, flags)
 	if errno != 0 {
 		return nil, nil, 0, errno

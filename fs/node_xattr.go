@@ -17,8 +17,10 @@ import (
 const (
 	// StatusXattr on the mount root holds the JSON Status of the mount.
 	StatusXattr = "user.cryptpt.status"
-	// ModeXattr on any entry holds its stored mode: "encrypted" or "plaintext".
-	ModeXattr = "user.cryptpt.mode"
+	// ModeXattr on any entry holds its stored mode: "encrypted" or
+	// "plaintext". It is in the security namespace because the kernel
+	// refuses user.* attributes on symlinks before asking the daemon.
+	ModeXattr = "security.cryptpt.mode"
 )
 
 // xattrPath names the backing entry for the l*xattr calls, which do not
@@ -38,7 +40,7 @@ func (n *node) xattrPath() (string, syscall.Errno) {
 // attributes of encrypted entries. Other namespaces are interpreted by the
 // kernel (ACLs, capabilities) and stay as they are.
 func (n *node) sealsXattr(attr string) bool {
-	return n.enc && strings.HasPrefix(attr, "user.")
+	return n.isEnc() && strings.HasPrefix(attr, "user.")
 }
 
 func xattrAD(attr string) []byte { return []byte("cryptpt xattr v1\x00" + attr) }
@@ -51,7 +53,7 @@ func (n *node) virtualXattr(attr string) ([]byte, bool) {
 		data, _ := json.Marshal(st)
 		return data, true
 	case attr == ModeXattr:
-		if n.enc {
+		if n.isEnc() {
 			return []byte("encrypted"), true
 		}
 		return []byte("plaintext"), true
@@ -117,6 +119,9 @@ func lgetxattrAll(path, attr string) ([]byte, error) {
 var _ = (gofs.NodeSetxattrer)((*node)(nil))
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if attr == MigrateXattr {
+		return n.migrateChild(ctx, data)
+	}
 	if attr == StatusXattr || attr == ModeXattr {
 		return syscall.EPERM
 	}

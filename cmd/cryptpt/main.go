@@ -20,6 +20,7 @@ Usage:
   cryptpt status  [--json] MOUNTPOINT
   cryptpt explain [--config C] PATH...
   cryptpt passwd  [--recovery-key] BACKING
+  cryptpt migrate [--dry-run] [--config C] MOUNTPOINT
   cryptpt version
 
 Run "cryptpt COMMAND --help" for a command's options.
@@ -39,6 +40,7 @@ func commands() []command {
 		{"status", runStatus},
 		{"explain", runExplain},
 		{"passwd", runPasswd},
+		{"migrate", runMigrate},
 		{"version", runVersion},
 	}
 }

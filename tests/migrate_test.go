@@ -1,0 +1,149 @@
+package tests
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// setPolicy rewrites the vault's config with a new plaintext list.
+func (v *cliVault) setPolicy(t *testing.T, plaintext string) {
+	t.Helper()
+	must(t, os.WriteFile(v.config, []byte("[policy]\nplaintext = ["+plaintext+"]\n"), 0o600))
+}
+
+func TestMigrateAfterPolicyChange(t *testing.T) {
+	v := newCLIVault(t, "media/")
+	v.mount(t)
+	must(t, os.MkdirAll(v.path("docs/sub"), 0o755))
+	must(t, os.MkdirAll(v.path("media"), 0o755))
+	secretDoc := canary(t, 300_000)
+	clip := canary(t, 50_000)
+	must(t, os.WriteFile(v.path("docs/sub/report"), secretDoc, 0o640))
+	must(t, os.WriteFile(v.path("media/clip"), clip, 0o600))
+	must(t, syscall.Setxattr(v.path("media/clip"), "user.tag", []byte("holiday"), 0))
+	mtime := time.Date(2021, 5, 6, 7, 8, 9, 0, time.UTC)
+	must(t, os.Chtimes(v.path("media/clip"), mtime, mtime))
+	must(t, os.Symlink("clip", v.path("media/link")))
+
+	// Swap the policy: docs becomes plaintext, media encrypted.
+	v.unmount(t)
+	v.setPolicy(t, `"docs/"`)
+	v.mount(t)
+	out := run(t, "migrate", "--dry-run", "--config", v.config, v.mnt)
+	for _, want := range []string{"would store plaintext: /docs", "would store plaintext: /docs/sub/report", "would store encrypted: /media/clip", "would store encrypted: /media/link"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out)
+		}
+	}
+	if m := storedMode(t, v.path("media/clip")); m != "plaintext" {
+		t.Fatalf("dry run changed something: media/clip is %s", m)
+	}
+	run(t, "migrate", "--config", v.config, v.mnt)
+	for path, want := range map[string]string{"docs": "plaintext", "docs/sub": "plaintext", "docs/sub/report": "plaintext", "media": "encrypted", "media/clip": "encrypted", "media/link": "encrypted"} {
+		if m := storedMode(t, v.path(path)); m != want {
+			t.Errorf("%s stored %s after migrate, want %s", path, m, want)
+		}
+	}
+	if got, _ := os.ReadFile(v.path("docs/sub/report")); !bytes.Equal(got, secretDoc) {
+		t.Error("docs/sub/report changed content")
+	}
+	if got, _ := os.ReadFile(v.path("media/clip")); !bytes.Equal(got, clip) {
+		t.Error("media/clip changed content")
+	}
+	if hits := vaultContains(t, v.backing, clip[:32]); len(hits) != 0 {
+		t.Errorf("plaintext of the now-encrypted clip remains in the vault: %v", hits)
+	}
+	raw, err := os.ReadFile(filepath.Join(v.backing, "docs/sub/report"))
+	if err != nil || !bytes.Equal(raw, secretDoc) {
+		t.Errorf("docs/sub/report is not stored as plaintext in the vault: %v", err)
+	}
+	st, err := os.Stat(v.path("media/clip"))
+	must(t, err)
+	if st.Mode().Perm() != 0o600 || !st.ModTime().Equal(mtime) {
+		t.Errorf("media/clip lost mode or mtime: %v %v", st.Mode(), st.ModTime())
+	}
+	buf := make([]byte, 32)
+	if n, err := syscall.Getxattr(v.path("media/clip"), "user.tag", buf); err != nil || string(buf[:n]) != "holiday" {
+		t.Errorf("xattr after migrate: %q %v", buf[:n], err)
+	}
+	if hits := vaultContains(t, v.backing, []byte("holiday")); len(hits) != 0 {
+		t.Errorf("xattr value of the now-encrypted clip stored in the clear: %v", hits)
+	}
+	if target, err := os.Readlink(v.path("media/link")); err != nil || target != "clip" {
+		t.Errorf("symlink after migrate: %q %v", target, err)
+	}
+	if out := run(t, "migrate", "--config", v.config, v.mnt); !strings.Contains(out, "Nothing to migrate") {
+		t.Errorf("second migrate found work:\n%s", out)
+	}
+	// Everything still reads after a remount.
+	v.unmount(t)
+	v.mount(t)
+	if got, _ := os.ReadFile(v.path("media/clip")); !bytes.Equal(got, clip) {
+		t.Error("media/clip wrong after remount")
+	}
+}
+
+func TestMigrateSkipsOpenFiles(t *testing.T) {
+	v := newCLIVault(t)
+	v.mount(t)
+	must(t, os.WriteFile(v.path("busy"), []byte("x"), 0o644))
+	f, err := os.Open(v.path("busy"))
+	must(t, err)
+	v.setPolicy(t, `"/**"`)
+	out, _, code := cryptpt("migrate", "--config", v.config, v.mnt)
+	if code != 1 || !strings.Contains(out, "skipped /busy: it is open") {
+		t.Errorf("migrate with an open file: exit %d\n%s", code, out)
+	}
+	f.Close()
+	run(t, "migrate", "--config", v.config, v.mnt)
+	if m := storedMode(t, v.path("busy")); m != "plaintext" {
+		t.Errorf("busy stored %s after it was closed and migrated", m)
+	}
+}
+
+// Killing the daemon in the middle of a conversion loses nothing: after a
+// remount the file reads back whole, and migrate finishes the job.
+func TestMigrateSurvivesKill(t *testing.T) {
+	v := newCLIVault(t)
+	v.mount(t)
+	data := canary(t, 64<<20)
+	must(t, os.WriteFile(v.path("big"), data, 0o644))
+	pid := v.status(t).PID
+	v.setPolicy(t, `"/**"`)
+	cmd := exec.Command(binary, "migrate", "--config", v.config, v.mnt)
+	must(t, cmd.Start())
+	time.Sleep(150 * time.Millisecond)
+	syscall.Kill(pid, syscall.SIGKILL)
+	cmd.Wait()
+	exec.Command("umount", "-l", v.mnt).Run()
+	waitMounted(t, v.mnt, false)
+	v.mount(t)
+	if got, err := os.ReadFile(v.path("big")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("big after a kill during migrate: %v", err)
+	}
+	run(t, "migrate", "--config", v.config, v.mnt)
+	if m := storedMode(t, v.path("big")); m != "plaintext" {
+		t.Errorf("big stored %s after the second migrate", m)
+	}
+	if got, err := os.ReadFile(v.path("big")); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("big wrong after the second migrate: %v", err)
+	}
+	entries, err := os.ReadDir(v.mnt)
+	must(t, err)
+	if len(entries) != 1 {
+		t.Errorf("mount lists %d entries, want 1", len(entries))
+	}
+	// Only the plaintext copy is left in the vault (no encrypted twin).
+	raw, _ := os.ReadDir(v.backing)
+	for _, e := range raw {
+		if strings.HasPrefix(e.Name(), "~~c") {
+			t.Errorf("encrypted twin left in the vault: %s", e.Name())
+		}
+	}
+}
