@@ -243,6 +243,8 @@ var _ = (gofs.FileReleaser)((*encFile)(nil))
 
 func (h *encFile) Release(ctx context.Context) syscall.Errno {
 	h.n.opens.Add(-1)
+	h.n.v.openFiles.Add(-1)
+	h.n.v.touch()
 	return gofs.ToErrno(h.f.Close())
 }
 

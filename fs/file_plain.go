@@ -59,6 +59,8 @@ var _ = (gofs.FileReleaser)((*plainFile)(nil))
 
 func (h *plainFile) Release(ctx context.Context) syscall.Errno {
 	h.n.opens.Add(-1)
+	h.n.v.openFiles.Add(-1)
+	h.n.v.touch()
 	return h.lf.Release(ctx)
 }
 

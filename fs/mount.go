@@ -81,6 +81,7 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		return nil, err
 	}
 	m := &Mount{server: server, v: v}
+	v.touch()
 	m.probePassthrough()
 	return m, nil
 }
@@ -119,6 +120,15 @@ func (m *Mount) probePassthrough() {
 
 // Status reports the mount's passthrough state and counters.
 func (m *Mount) Status() Status { return m.v.status() }
+
+// Idle reports how long the mount has gone without a lookup, listing or open,
+// and with no file open; zero while a file is open.
+func (m *Mount) Idle() time.Duration {
+	if m.v.openFiles.Load() > 0 {
+		return 0
+	}
+	return time.Since(time.Unix(m.v.lastActive.Load(), 0))
+}
 
 // Wait blocks until the filesystem is unmounted.
 func (m *Mount) Wait() {

@@ -19,6 +19,7 @@ var _ = (gofs.NodeLookuper)((*node)(nil))
 // tampering or a policy change) the encrypted one wins where the policy
 // encrypts and the plaintext one where it does not.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	n.v.touch()
 	if len(name) > 255 {
 		return nil, syscall.ENAMETOOLONG
 	}
@@ -83,6 +84,7 @@ var _ = (gofs.NodeReaddirer)((*node)(nil))
 // Readdir lists the directory with names decrypted. Vault-owned files are
 // skipped; names that fail to decrypt are skipped with a log line.
 func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	n.v.touch()
 	fd, errno := n.dirfd()
 	if errno != 0 {
 		return nil, errno

@@ -75,6 +75,8 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		}
 		n.v.stats.encOpens.Add(1)
 		n.opens.Add(1)
+		n.v.openFiles.Add(1)
+		n.v.touch()
 		return newEncFile(n, f), 0, 0
 	}
 	if flags&syscall.O_TRUNC != 0 {
@@ -85,6 +87,8 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 	}
 	pf := newPlainFile(n, f)
 	n.opens.Add(1)
+	n.v.openFiles.Add(1)
+	n.v.touch()
 	if n.v.passthrough() && !needsDaemonIO(f) {
 		n.v.stats.plainOpensPassthrough.Add(1)
 		return &passthroughFile{pf}, 0, 0

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"cryptpt/config"
 	"cryptpt/crypt"
@@ -53,6 +55,11 @@ type vault struct {
 	// passthrough is true once the mount has verified that the kernel
 	// accepts backing files from this process. Until then, and when it
 	// fails, plaintext files are served by the daemon.
+	// lastActive is the Unix time of the last request that shows someone
+	// is using the mount; openFiles counts open handles (see Mount.Idle).
+	lastActive atomic.Int64
+	openFiles  atomic.Int64
+
 	ptMu       sync.Mutex
 	ptActive   bool
 	ptReason   string
@@ -84,6 +91,9 @@ func newVault(o Options) (*vault, error) {
 		ptReason: "not probed yet",
 	}, nil
 }
+
+// touch records activity for the idle timer.
+func (v *vault) touch() { v.lastActive.Store(time.Now().Unix()) }
 
 func (v *vault) close() {
 	if v.rootFd >= 0 {

@@ -243,3 +243,23 @@ func TestSetIDClearedOnWrite(t *testing.T) {
 		}
 	}
 }
+
+// --idle unmounts a mount nobody uses, but never while a file is open.
+func TestIdleUnmount(t *testing.T) {
+	v := newCLIVault(t)
+	v.mount(t, "--idle", "1s")
+	f, err := os.Create(v.path("open"))
+	must(t, err)
+	time.Sleep(3 * time.Second)
+	if m, _ := cfs.FindMount(v.mnt); m != v.mnt {
+		t.Fatal("unmounted while a file was open")
+	}
+	must(t, f.Close())
+	for i := 0; i < 100; i++ {
+		if m, _ := cfs.FindMount(v.mnt); m == "" {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Error("still mounted 10 s after the last file was closed, with --idle 1s")
+}

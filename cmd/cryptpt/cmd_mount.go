@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"cryptpt/config"
 	"cryptpt/crypt"
@@ -37,6 +38,7 @@ type mountFlags struct {
 	untrusted     bool
 	logFile       string
 	debug         bool
+	idle          time.Duration
 }
 
 func runMount(args []string) error {
@@ -52,6 +54,7 @@ func runMount(args []string) error {
 	fl.BoolVar(&mf.untrusted, "untrusted-storage", false, "hide plaintext entries found at paths the policy encrypts (also: vault.untrusted_storage)")
 	fl.StringVar(&mf.logFile, "log", "", "append the daemon's log to `FILE` (default: syslog when in the background)")
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
+	fl.DurationVar(&mf.idle, "idle", 0, "unmount after `DURATION` with no open file and no access (e.g. 30m; 0 = never)")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
 		return err
@@ -279,7 +282,31 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 			}
 		}
 	}()
+	if mf.idle > 0 {
+		go unmountWhenIdle(m, mf.idle, mountpoint, logger)
+	}
 	m.Wait()
 	logger.Printf("unmounted %s", mountpoint)
 	return nil
+}
+
+// unmountWhenIdle unmounts once the mount has been idle for limit.
+func unmountWhenIdle(m *fs.Mount, limit time.Duration, mountpoint string, logger *log.Logger) {
+	tick := limit / 10
+	if tick > time.Minute {
+		tick = time.Minute
+	}
+	if tick < 100*time.Millisecond {
+		tick = 100 * time.Millisecond
+	}
+	for range time.Tick(tick) {
+		if m.Idle() >= limit {
+			logger.Printf("idle for %v: unmounting %s", limit, mountpoint)
+			if err := m.Unmount(); err != nil {
+				logger.Printf("idle unmount of %s: %v", mountpoint, err)
+				continue
+			}
+			return
+		}
+	}
 }
