@@ -137,16 +137,52 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 			return 0, errno
 		}
 	}
+	tail := h.saveTail(size, off+int64(len(data)))
 	if _, err := n.v.content.WriteAt(h.f, n.hdr, data, off, size); err != nil {
 		if errors.Is(err, crypt.ErrAuth) || errors.Is(err, crypt.ErrSize) {
 			n.authFailed(h.f, err)
 			return 0, syscall.EIO
 		}
+		h.restoreTail(size, tail)
 		return 0, gofs.ToErrno(err)
 	}
 	n.v.stats.encBytes.Add(int64(len(data)))
 	clearSetID(ctx, h.f)
 	return uint32(len(data)), 0
+}
+
+// saveTail keeps a copy of the partial last block before a write that
+// extends the file: the write re-encrypts it padded, and if the write then
+// fails (a full disk) restoreTail puts the file back as it was, instead of
+// leaving a torn block that would fail authentication.
+func (h *encFile) saveTail(cipherSize, end int64) []byte {
+	if cipherSize <= crypt.HeaderSize {
+		return nil
+	}
+	plain, err := crypt.PlainSize(cipherSize)
+	if err != nil || end <= plain || plain%crypt.BlockSize == 0 {
+		return nil
+	}
+	start := crypt.CipherOffset(crypt.BlockNo(plain))
+	tail := make([]byte, cipherSize-start)
+	if _, err := h.f.ReadAt(tail, start); err != nil {
+		return nil
+	}
+	return tail
+}
+
+// restoreTail undoes a failed write: it cuts the file to its old size and
+// writes back the old last block. Both only rewrite space the file had.
+func (h *encFile) restoreTail(cipherSize int64, tail []byte) {
+	if err := h.f.Truncate(cipherSize); err != nil {
+		h.n.v.logf("cannot undo a failed write to %q: %v", "/"+h.n.relPath(), err)
+		return
+	}
+	if tail != nil {
+		if _, err := h.f.WriteAt(tail, cipherSize-int64(len(tail))); err != nil {
+			h.n.v.logf("cannot undo a failed write to %q: %v", "/"+h.n.relPath(), err)
+		}
+	}
 }
 
 // truncateEnc sets the plaintext size of an encrypted file.
