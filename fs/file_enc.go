@@ -58,6 +58,12 @@ func (n *node) readHeader(f *os.File, size int64) (*crypt.Header, syscall.Errno)
 	if size == 0 {
 		return nil, 0
 	}
+	if _, err := crypt.PlainSize(size); err != nil {
+		// A cut-off last block: fail the open, or the kernel would trust
+		// the size we report and never ask for the broken block.
+		n.authFailed(f, err)
+		return nil, syscall.EIO
+	}
 	buf := make([]byte, crypt.HeaderSize)
 	if _, err := f.ReadAt(buf, 0); err != nil {
 		if errors.Is(err, io.EOF) {
