@@ -154,7 +154,33 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 	}
 	n.v.stats.encBytes.Add(int64(len(data)))
 	clearSetID(ctx, h.f)
+	n.cached = stateOf(h.f)
 	return uint32(len(data)), 0
+}
+
+// backingState identifies a version of a backing file.
+type backingState struct {
+	size         int64
+	mtime, ctime syscall.Timespec
+	valid        bool
+}
+
+func stateOf(f *os.File) backingState {
+	var st syscall.Stat_t
+	if syscall.Fstat(int(f.Fd()), &st) != nil {
+		return backingState{}
+	}
+	return backingState{size: st.Size, mtime: st.Mtim, ctime: st.Ctim, valid: true}
+}
+
+// keepCache records the backing file's state at an open and reports whether
+// the kernel's cached pages are still good: nothing but this daemon has
+// written the file since it last saw it. The caller holds contentMu.
+func (n *node) keepCache(f *os.File) bool {
+	now := stateOf(f)
+	keep := now.valid && now == n.cached
+	n.cached = now
+	return keep
 }
 
 // saveTail keeps a copy of the partial last block before a write that
@@ -202,7 +228,9 @@ func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 	cs := st.Size()
 	if size == 0 {
 		n.hdr = nil
-		return gofs.ToErrno(f.Truncate(0))
+		err := f.Truncate(0)
+		n.cached = stateOf(f)
+		return gofs.ToErrno(err)
 	}
 	if cs == 0 {
 		hdr, err := crypt.NewHeader()
@@ -226,6 +254,7 @@ func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 		}
 		return gofs.ToErrno(err)
 	}
+	n.cached = stateOf(f)
 	return 0
 }
 

@@ -45,6 +45,10 @@ type node struct {
 	// header (nil for an empty file or before first use).
 	contentMu sync.RWMutex
 	hdr       *crypt.Header
+	// cached is the backing file's state when this daemon last opened or
+	// wrote it: an open that finds it unchanged keeps the kernel's page
+	// cache. Guarded by contentMu.
+	cached backingState
 
 	// opens counts this node's open file handles; migrate refuses to
 	// replace a file that is open.

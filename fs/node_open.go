@@ -64,9 +64,15 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		var errno syscall.Errno
 		if flags&syscall.O_TRUNC != 0 {
 			errno = n.truncateEnc(f, 0)
-		} else {
+		}
+		var fuseFlags uint32
+		if errno == 0 {
+			// Encrypted files never use passthrough, so they may keep
+			// the page cache across opens while nobody else wrote them.
 			n.contentMu.Lock()
-			errno = n.loadHeader(f)
+			if errno = n.loadHeader(f); errno == 0 && n.keepCache(f) {
+				fuseFlags = fuse.FOPEN_KEEP_CACHE
+			}
 			n.contentMu.Unlock()
 		}
 		if errno != 0 {
@@ -77,7 +83,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		n.opens.Add(1)
 		n.v.openFiles.Add(1)
 		n.v.touch()
-		return newEncFile(n, f), 0, 0
+		return newEncFile(n, f), fuseFlags, 0
 	}
 	if flags&syscall.O_TRUNC != 0 {
 		if err := f.Truncate(0); err != nil {

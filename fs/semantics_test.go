@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,5 +174,62 @@ func TestOnlyPlaintextHandlesPassThrough(t *testing.T) {
 	var _ gofs.FilePassthroughFder = fs.PassthroughHandleForTest()
 	if _, ok := fs.EncryptedHandleForTest().(gofs.FilePassthroughFder); ok {
 		t.Error("the encrypted handle type implements FilePassthroughFder")
+	}
+}
+
+// Encrypted files keep the page cache across opens: a second read of an
+// unchanged file costs the daemon no READ request.
+func TestEncryptedCacheKeptAcrossOpens(t *testing.T) {
+	tv := fs.NewTestVault(t, fs.TestOptions{})
+	must(t, os.WriteFile(tv.Path("a"), make([]byte, 1<<20), 0o644))
+	_, err := os.ReadFile(tv.Path("a"))
+	must(t, err)
+	first := tv.Mount.Status().EncryptedReads
+	_, err = os.ReadFile(tv.Path("a"))
+	must(t, err)
+	if again := tv.Mount.Status().EncryptedReads; again != first {
+		t.Errorf("re-reading an unchanged encrypted file sent %d READ requests", again-first)
+	}
+}
+
+// ...but not when the vault file changed behind the daemon's back (a sync
+// tool, another machine): then the new content is read, never stale pages.
+func TestCacheFollowsOutsideChanges(t *testing.T) {
+	tv := fs.NewTestVault(t, fs.TestOptions{})
+	must(t, os.WriteFile(tv.Path("a"), bytes.Repeat([]byte("A"), 9000), 0o644))
+	for i := 0; i < 2; i++ {
+		if _, err := os.ReadFile(tv.Path("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Replace the vault file with a valid encrypted file of other content,
+	// written by a second mount of the same vault.
+	var vaultFile string
+	ents, err := os.ReadDir(tv.Backing)
+	must(t, err)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "~~c") {
+			vaultFile = filepath.Join(tv.Backing, e.Name())
+		}
+	}
+	must(t, os.WriteFile(tv.Path("b"), bytes.Repeat([]byte("B"), 9000), 0o644))
+	before := tv.Mount.Status().EncryptedReads
+	var other string
+	ents, _ = os.ReadDir(tv.Backing)
+	for _, e := range ents {
+		if p := filepath.Join(tv.Backing, e.Name()); strings.HasPrefix(e.Name(), "~~c") && p != vaultFile {
+			other = p
+		}
+	}
+	data, err := os.ReadFile(other)
+	must(t, err)
+	must(t, os.WriteFile(vaultFile, data, 0o644))
+	got, err := os.ReadFile(tv.Path("a"))
+	must(t, err)
+	if !bytes.Equal(got, bytes.Repeat([]byte("B"), 9000)) {
+		t.Errorf("after the vault file changed, the mount served stale bytes")
+	}
+	if tv.Mount.Status().EncryptedReads == before {
+		t.Errorf("the changed file was served from the page cache")
 	}
 }
