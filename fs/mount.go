@@ -61,6 +61,9 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		// a GETXATTR round trip per write.
 		ExtraCapabilities: capHandleKillprivV2,
 	}
+	if o.Writeback {
+		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+	}
 	if o.AllowOther {
 		mo.Options = append(mo.Options, "default_permissions")
 	}
@@ -92,6 +95,10 @@ func (m *Mount) probePassthrough() {
 	v := m.v
 	if v.opts.NoPassthrough {
 		v.setPassthrough(false, "turned off by --no-passthrough")
+		return
+	}
+	if m.server.KernelSettings().Flags64()&fuse.CAP_WRITEBACK_CACHE != 0 && v.opts.Writeback {
+		v.setPassthrough(false, "off because the writeback cache is on (the policy has no plaintext rules; the kernel allows only one of the two)")
 		return
 	}
 	if m.server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {

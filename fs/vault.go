@@ -41,6 +41,10 @@ type Options struct {
 	Logger *log.Logger
 	// Debug logs every FUSE request.
 	Debug bool
+	// Writeback turns on the kernel's writeback cache, which merges small
+	// writes into large requests. The kernel refuses passthrough on such a
+	// mount, so it only suits a policy without plaintext rules.
+	Writeback bool
 }
 
 // vault is the state shared by every node of one mount.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ type mountFlags struct {
 	logFile       string
 	debug         bool
 	idle          time.Duration
+	noWriteback   bool
 }
 
 func runMount(args []string) error {
@@ -54,6 +56,7 @@ func runMount(args []string) error {
 	fl.BoolVar(&mf.untrusted, "untrusted-storage", false, "hide plaintext entries found at paths the policy encrypts (also: vault.untrusted_storage)")
 	fl.StringVar(&mf.logFile, "log", "", "append the daemon's log to `FILE` (default: syslog when in the background)")
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
+	fl.BoolVar(&mf.noWriteback, "no-writeback", false, "keep the kernel's writeback cache off even when the policy has no plaintext rules")
 	fl.DurationVar(&mf.idle, "idle", 0, "unmount after `DURATION` with no open file and no access (e.g. 30m; 0 = never)")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
@@ -257,6 +260,9 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		UntrustedStorage: mf.untrusted,
 		Logger:           logger,
 		Debug:            mf.debug,
+		// Writeback caching merges small writes but rules out passthrough:
+		// only for policies that make nothing plaintext.
+		Writeback: !mf.noWriteback && !cfg.Policy.HasPlaintextRules(),
 	})
 	if err != nil {
 		hint := ""
@@ -284,6 +290,13 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 	}()
 	if mf.idle > 0 {
 		go unmountWhenIdle(m, mf.idle, mountpoint, logger)
+	}
+	if path := os.Getenv("CRYPTPT_CPUPROFILE"); path != "" {
+		// For the performance work: a CPU profile of the daemon's whole life.
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 	}
 	m.Wait()
 	logger.Printf("unmounted %s", mountpoint)
