@@ -9,9 +9,10 @@ import (
 
 // Exit codes. Only main calls os.Exit.
 const (
-	exitOK    = 0
-	exitError = 1 // anything the user can fix: wrong password, bad path, bad config
-	exitUsage = 2 // bad command line
+	exitOK      = 0
+	exitError   = 1 // anything the user can fix: wrong password, bad path, bad config
+	exitUsage   = 2 // bad command line
+	exitDamaged = 3 // fsck found damage in the vault
 )
 
 // userError is an error with the words and exit code meant for the user.

@@ -21,6 +21,7 @@ Usage:
   cryptpt explain [--config C] PATH...
   cryptpt passwd  [--recovery-key] BACKING
   cryptpt migrate [--dry-run] [--config C] MOUNTPOINT
+  cryptpt fsck    [--passfile F | --extpass CMD] [--repair] BACKING
   cryptpt version
 
 Run "cryptpt COMMAND --help" for a command's options.
@@ -41,6 +42,7 @@ func commands() []command {
 		{"explain", runExplain},
 		{"passwd", runPasswd},
 		{"migrate", runMigrate},
+		{"fsck", runFsck},
 		{"version", runVersion},
 	}
 }

@@ -1,0 +1,489 @@
+package fsck
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"cryptpt/crypt"
+	"cryptpt/keys"
+
+	"golang.org/x/sys/unix"
+)
+
+// LostFoundName is the plaintext-named directory at the vault root that
+// repair moves damaged entries into.
+const LostFoundName = "cryptpt-lost+found"
+
+// Associated data of encrypted metadata, as the fs package seals it.
+var symlinkAD = []byte("cryptpt symlink v1")
+
+func xattrAD(name string) []byte { return []byte("cryptpt xattr v1\x00" + name) }
+
+// maxSmallFile bounds the directory IV and sidecar files read.
+const maxSmallFile = 4096
+
+// Kind says what a Problem is about.
+type Kind int
+
+// Problem kinds. Damage kinds come first; see Kind.Damage.
+const (
+	// BadContent: an encrypted file's size, header or blocks.
+	BadContent Kind = iota
+	// BadName: an encrypted name that does not decrypt.
+	BadName
+	// BadSidecar: a long name's sidecar is missing or does not match.
+	BadSidecar
+	// BadDirIV: a directory IV is missing (where encrypted entries need
+	// it) or malformed.
+	BadDirIV
+	// BadSymlink: an encrypted symlink target does not decrypt.
+	BadSymlink
+	// BadXattr: a user.* xattr value of an encrypted entry does not decrypt.
+	BadXattr
+	// Unreadable: the entry could not be read at all (I/O error, permission).
+	Unreadable
+	// OrphanSidecar: a sidecar without its long name (warning).
+	OrphanSidecar
+	// LeftoverTemp: a "~~t" temporary file (warning).
+	LeftoverTemp
+	// UnknownReserved: a "~~" name this version does not know (warning).
+	UnknownReserved
+)
+
+var kindNames = [...]string{"content", "name", "sidecar", "diriv", "symlink", "xattr", "unreadable", "orphan-sidecar", "temp", "unknown"}
+
+func (k Kind) String() string {
+	if k < 0 || int(k) >= len(kindNames) {
+		return fmt.Sprintf("Kind(%d)", int(k))
+	}
+	return kindNames[k]
+}
+
+// Damage reports whether k is damage (the mount cannot serve the entry) and
+// not just a warning.
+func (k Kind) Damage() bool { return k < OrphanSidecar }
+
+// Problem is one finding.
+type Problem struct {
+	Kind Kind
+	// Path is the plaintext path in the mount ("/Documents/report.odt") when
+	// every component decrypts; otherwise "".
+	Path string
+	// Dir is the plaintext path of the parent directory when Path is ""
+	// but the parent's path is known; otherwise "".
+	Dir string
+	// VaultPath is the path relative to the vault root ("~~cXX/~~cYY"), or
+	// "." for the root itself.
+	VaultPath string
+	// Detail says what is wrong, e.g. "block 3 fails authentication".
+	Detail string
+}
+
+// Move is an entry moved aside by repair.
+type Move struct {
+	Path      string // plaintext path, or "" as in Problem
+	VaultPath string // where it was
+	To        string // where it is now, relative to the vault root
+}
+
+// Progress counts the work done so far.
+type Progress struct {
+	Dirs  int64 // directories walked
+	Files int64 // encrypted regular files verified
+	Bytes int64 // ciphertext bytes verified
+}
+
+// Options control Check. All callbacks are optional and called from the
+// goroutine running Check.
+type Options struct {
+	// Repair moves damaged entries into LostFoundName (see the package doc).
+	Repair bool
+	// Problem is called for each finding as it is made.
+	Problem func(Problem)
+	// Moved is called for each entry that repair moved.
+	Moved func(Move)
+	// Progress is called often (after each file and each chunk read);
+	// the callee throttles its output.
+	Progress func(Progress)
+}
+
+// Report is the result of Check.
+type Report struct {
+	Progress
+	Names     int64 // encrypted names verified (including long names)
+	Symlinks  int64 // encrypted symlink targets verified
+	Xattrs    int64 // encrypted xattr values verified
+	Plaintext int64 // plaintext-mode entries other than directories (nothing to verify)
+	LostFound int64 // entries already in LostFoundName (not walked)
+	Problems  []Problem
+	Moves     []Move
+}
+
+// Damaged returns the number of problems that are damage.
+func (r *Report) Damaged() int {
+	n := 0
+	for _, p := range r.Problems {
+		if p.Kind.Damage() {
+			n++
+		}
+	}
+	return n
+}
+
+// Warnings returns the number of problems that are warnings.
+func (r *Report) Warnings() int { return len(r.Problems) - r.Damaged() }
+
+// Check verifies the vault at backing with k (see the package doc). It
+// returns an error only when the walk cannot start or repair cannot create
+// LostFoundName; everything found inside the vault is a Problem.
+func Check(backing string, k *crypt.Keys, o Options) (*Report, error) {
+	rootFd, err := unix.Open(backing, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: backing, Err: err}
+	}
+	defer unix.Close(rootFd)
+	c := &checker{
+		k:      k,
+		o:      o,
+		rep:    &Report{},
+		rootFd: rootFd,
+		seen:   map[inode]string{},
+		buf:    make([]byte, readChunkBlocks*crypt.CipherBlockSize),
+	}
+	defer c.lf.close()
+	c.dir(rootFd, "", "/")
+	if c.fatal != nil {
+		return c.rep, c.fatal
+	}
+	return c.rep, nil
+}
+
+type inode struct{ dev, ino uint64 }
+
+type checker struct {
+	k      *crypt.Keys
+	o      Options
+	rep    *Report
+	rootFd int
+	lf     lostFound
+	seen   map[inode]string // detail of hard-linked encrypted files checked ("" = good)
+	buf    []byte
+	plain  []byte
+	fatal  error
+}
+
+// entry is what is known about one vault entry while it is checked.
+type entry struct {
+	dirfd   int
+	name    string // vault name
+	vpath   string // vault path relative to the root
+	ppath   string // plaintext path, "" if unknown
+	dir     string // plaintext path of the parent, "" if unknown
+	sidecar string // sidecar name to move along, if any
+	damaged bool   // a damage problem that repair moves the entry for
+}
+
+func (c *checker) report(e *entry, k Kind, format string, args ...any) {
+	p := Problem{Kind: k, Path: e.ppath, VaultPath: e.vpath, Detail: fmt.Sprintf(format, args...)}
+	if p.Path == "" {
+		p.Dir = e.dir
+	}
+	c.rep.Problems = append(c.rep.Problems, p)
+	if c.o.Problem != nil {
+		c.o.Problem(p)
+	}
+	switch k {
+	case BadContent, BadName, BadSidecar, BadSymlink, Unreadable:
+		e.damaged = true
+	}
+}
+
+func (c *checker) progress() {
+	if c.o.Progress != nil {
+		c.o.Progress(c.rep.Progress)
+	}
+}
+
+func join(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "/" + name
+}
+
+func plainJoin(parent, name string) string {
+	if parent == "" {
+		return ""
+	}
+	return path.Join(parent, name)
+}
+
+// dir checks the directory open at fd (vault path vpath, plaintext path
+// ppath or "") and everything below it. fd stays owned by the caller.
+func (c *checker) dir(fd int, vpath, ppath string) {
+	c.rep.Dirs++
+	c.progress()
+	self := &entry{dirfd: fd, vpath: vpath, ppath: ppath}
+	if vpath == "" {
+		self.vpath = "."
+	}
+	names, err := readNames(fd)
+	if err != nil {
+		c.report(self, Unreadable, "cannot list directory: %v", err)
+		return
+	}
+	slices.Sort(names)
+	present := make(map[string]bool, len(names))
+	hasEncrypted, hasDirIV := false, false
+	for _, n := range names {
+		present[n] = true
+		switch crypt.Classify(n) {
+		case crypt.Encrypted, crypt.Long:
+			hasEncrypted = true
+		case crypt.DirIV:
+			hasDirIV = true
+		}
+	}
+	iv := c.dirIV(fd, vpath, self, hasDirIV, hasEncrypted)
+
+	for _, name := range names {
+		if c.fatal != nil {
+			return
+		}
+		e := &entry{dirfd: fd, name: name, vpath: join(vpath, name), dir: ppath}
+		switch kind := crypt.Classify(name); kind {
+		case crypt.Plain:
+			if vpath == "" && name == LostFoundName {
+				c.rep.LostFound += c.countLostFound(fd)
+				continue
+			}
+			e.ppath = plainJoin(ppath, name)
+			c.plainEntry(e)
+		case crypt.Encrypted, crypt.Long:
+			c.encryptedEntry(e, kind, iv, present)
+		case crypt.Sidecar:
+			long := crypt.LongPrefix + name[len(crypt.SidecarPrefix):]
+			if !present[long] {
+				c.report(e, OrphanSidecar, "long-name sidecar without its entry %s", long)
+				c.repairMoveAlways(e)
+			}
+		case crypt.DirIV:
+			// Checked above.
+		case crypt.VaultConfig:
+			if vpath != "" {
+				c.report(e, UnknownReserved, "vault config name outside the vault root (left in place)")
+			}
+		case crypt.Temp:
+			if vpath == "" && strings.HasPrefix(name, keys.TempPrefix) && isTempOfConfig(name) {
+				c.report(e, LeftoverTemp, "leftover temporary vault config file")
+			} else {
+				c.report(e, LeftoverTemp, "leftover temporary file")
+			}
+			c.repairMoveAlways(e)
+		default:
+			c.report(e, UnknownReserved, "name reserved for cryptpt that this version does not know (left in place)")
+		}
+	}
+}
+
+// isTempOfConfig tells keys' temp files ("~~t" + 16 hex digits) apart.
+func isTempOfConfig(name string) bool {
+	s := name[len(keys.TempPrefix):]
+	if len(s) != 16 {
+		return false
+	}
+	for _, r := range s {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
+}
+
+// dirIV reads and checks the directory IV of the directory open at fd.
+func (c *checker) dirIV(fd int, vpath string, self *entry, present, needed bool) *[crypt.DirIVSize]byte {
+	ivEntry := &entry{dirfd: fd, name: crypt.DirIVName, vpath: join(vpath, crypt.DirIVName), dir: self.ppath}
+	if !present {
+		if needed {
+			c.report(self, BadDirIV, "%s is missing, so no encrypted name in this directory can be decrypted (restore it from a backup)", crypt.DirIVName)
+		}
+		return nil
+	}
+	data, err := readSmallFile(fd, crypt.DirIVName)
+	var iv *[crypt.DirIVSize]byte
+	if err == nil {
+		iv, err = crypt.ParseDirIV(data)
+		if err != nil {
+			err = fmt.Errorf("%d bytes, want %d", len(data), crypt.DirIVSize)
+		}
+	}
+	if err == nil {
+		return iv
+	}
+	if needed {
+		c.report(self, BadDirIV, "%s is unusable (%v), so no encrypted name in this directory can be decrypted (restore it from a backup)", crypt.DirIVName, err)
+		return nil
+	}
+	// No encrypted entry depends on it: a new one is made on demand.
+	c.report(self, BadDirIV, "%s is unusable (%v); no entry depends on it", crypt.DirIVName, err)
+	c.repairMoveAlways(ivEntry)
+	return nil
+}
+
+// plainEntry walks a plaintext-mode entry: directories are descended into,
+// everything else has nothing to verify.
+func (c *checker) plainEntry(e *entry) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(e.dirfd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		c.report(e, Unreadable, "cannot stat: %v", err)
+		return
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		c.rep.Plaintext++
+		return
+	}
+	c.subdir(e)
+}
+
+// subdir opens the directory e and checks it.
+func (c *checker) subdir(e *entry) {
+	fd, err := unix.Openat(e.dirfd, e.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		c.report(e, Unreadable, "cannot open directory: %v", err)
+		return
+	}
+	defer unix.Close(fd)
+	ppath := e.ppath
+	c.dir(fd, e.vpath, ppath)
+	if !e.damaged {
+		c.xattrs(fd, e)
+	}
+}
+
+// encryptedEntry checks an encrypted-mode entry: its name, then what it holds.
+func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIVSize]byte, present map[string]bool) {
+	c.rep.Names++
+	var sidecar []byte
+	if kind == crypt.Long {
+		sc := crypt.SidecarName(e.name)
+		if present[sc] {
+			e.sidecar = sc
+			data, err := readSmallFile(e.dirfd, sc)
+			if err != nil {
+				c.report(e, BadSidecar, "long-name sidecar %s unreadable: %v", sc, err)
+			} else {
+				sidecar = data
+			}
+		} else {
+			c.report(e, BadSidecar, "long-name sidecar %s is missing", sc)
+		}
+	}
+	if sidecar != nil && !sidecarMatches(e.name, sidecar) {
+		c.report(e, BadSidecar, "long-name sidecar %s does not match the name", e.sidecar)
+		sidecar = nil
+	}
+	if iv != nil && (kind == crypt.Encrypted || sidecar != nil) {
+		name, err := c.k.Names().Decrypt(iv, e.name, sidecar)
+		switch {
+		case err == nil:
+			e.ppath = plainJoin(e.dir, name)
+		case errors.Is(err, crypt.ErrAuth):
+			c.report(e, BadName, "name fails authentication")
+		default:
+			c.report(e, BadName, "malformed encrypted name")
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(e.dirfd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		c.report(e, Unreadable, "cannot stat: %v", err)
+		c.repairMove(e)
+		return
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		// Children first: a directory is moved aside only after its
+		// damaged children were.
+		c.subdir(e)
+	case unix.S_IFREG:
+		c.file(e, &st)
+	case unix.S_IFLNK:
+		c.symlink(e)
+	}
+	c.repairMove(e)
+}
+
+// symlink verifies an encrypted symlink target.
+func (c *checker) symlink(e *entry) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(e.dirfd, e.name, buf)
+	if err != nil {
+		c.report(e, Unreadable, "cannot read symlink: %v", err)
+		return
+	}
+	c.rep.Symlinks++
+	sealed, err := base64URL.DecodeString(string(buf[:n]))
+	if err != nil {
+		c.report(e, BadSymlink, "symlink target is not in the encrypted form")
+		return
+	}
+	if _, err := c.k.OpenMeta(sealed, symlinkAD); err != nil {
+		c.report(e, BadSymlink, "symlink target fails authentication")
+	}
+}
+
+// xattrs verifies the user.* xattr values of the encrypted entry open at fd.
+func (c *checker) xattrs(fd int, e *entry) {
+	if !isEncryptedName(e.name) {
+		return
+	}
+	names, err := listXattrs(fd)
+	if err != nil {
+		if !errors.Is(err, unix.ENOTSUP) {
+			c.report(e, BadXattr, "cannot list extended attributes: %v", err)
+		}
+		return
+	}
+	for _, name := range names {
+		if !strings.HasPrefix(name, "user.") {
+			continue
+		}
+		c.rep.Xattrs++
+		val, err := getXattr(fd, name)
+		if err != nil {
+			c.report(e, BadXattr, "extended attribute %s unreadable: %v", name, err)
+			continue
+		}
+		if _, err := c.k.OpenMeta(val, xattrAD(name)); err != nil {
+			c.report(e, BadXattr, "extended attribute %s fails authentication (not repaired: remove it through the mount)", name)
+		}
+	}
+}
+
+// sidecarMatches reports whether sidecar hashes to the long name, as
+// crypt.Names.Decrypt checks; done here too so that a wrong sidecar and a
+// name that fails authentication are told apart.
+func sidecarMatches(long string, sidecar []byte) bool {
+	h := sha256.Sum256(sidecar)
+	return long == crypt.LongPrefix+base64URL.EncodeToString(h[:])
+}
+
+func isEncryptedName(name string) bool {
+	k := crypt.Classify(name)
+	return k == crypt.Encrypted || k == crypt.Long
+}
+
+// countLostFound counts the entries of LostFoundName.
+func (c *checker) countLostFound(rootFd int) int64 {
+	fd, err := unix.Openat(rootFd, LostFoundName, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	names, _ := readNames(fd)
+	return int64(len(names))
+}

@@ -1,0 +1,346 @@
+package fsck
+
+import (
+	"bytes"
+	"encoding/base64"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cryptpt/crypt"
+
+	"golang.org/x/sys/unix"
+)
+
+// testVault builds a vault tree with the crypt package directly, the way the
+// fs package lays it out, without a vault config (Check does not read it).
+type testVault struct {
+	t    *testing.T
+	root string
+	k    *crypt.Keys
+	rng  *rand.Rand
+}
+
+const testSeed = 7
+
+func newTestVault(t *testing.T) *testVault {
+	t.Helper()
+	var master [32]byte
+	for i := range master {
+		master[i] = byte(i * 7)
+	}
+	k, err := crypt.NewKeys(&master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &testVault{t: t, root: t.TempDir(), k: k, rng: rand.New(rand.NewPCG(testSeed, 0))}
+	v.mkdirIV(v.root)
+	return v
+}
+
+func (v *testVault) mkdirIV(dir string) {
+	iv, err := crypt.NewDirIV()
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, crypt.DirIVName), iv[:], 0o600); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// name returns the stored name of an encrypted entry name in dir (a vault
+// directory path), writing the sidecar of a long name.
+func (v *testVault) name(dir, name string) string {
+	data, err := os.ReadFile(filepath.Join(dir, crypt.DirIVName))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	iv, err := crypt.ParseDirIV(data)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	stored, sidecar, err := v.k.Names().Encrypt(iv, name)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	if sidecar != nil {
+		if err := os.WriteFile(filepath.Join(dir, crypt.SidecarName(stored)), sidecar, 0o600); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, stored)
+}
+
+func (v *testVault) mkdir(dir, name string) string {
+	p := v.name(dir, name)
+	if err := os.Mkdir(p, 0o755); err != nil {
+		v.t.Fatal(err)
+	}
+	v.mkdirIV(p)
+	return p
+}
+
+func (v *testVault) file(dir, name string, size int) string {
+	p := v.name(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	defer f.Close()
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(v.rng.Uint32())
+	}
+	if size > 0 {
+		h, err := crypt.NewHeader()
+		if err != nil {
+			v.t.Fatal(err)
+		}
+		if _, err := v.k.Content().WriteAt(f, &h, data, 0, 0); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+	return p
+}
+
+func (v *testVault) symlink(dir, name, target string) string {
+	p := v.name(dir, name)
+	sealed := base64.RawURLEncoding.EncodeToString(v.k.SealMeta([]byte(target), symlinkAD))
+	if err := os.Symlink(sealed, p); err != nil {
+		v.t.Fatal(err)
+	}
+	return p
+}
+
+// build makes a mixed tree and returns the vault paths of its parts.
+func (v *testVault) build() map[string]string {
+	m := map[string]string{}
+	docs := v.mkdir(v.root, "Documents")
+	m["docs"] = docs
+	m["report"] = v.file(docs, "report.odt", 5*crypt.BlockSize+100)
+	m["empty"] = v.file(docs, "empty", 0)
+	m["one"] = v.file(docs, "one", 1)
+	m["long"] = v.file(docs, strings.Repeat("L", 200), 4097)
+	m["link"] = v.symlink(docs, "link", "../elsewhere/target")
+	m["xattr"] = v.file(v.root, "tagged", 10)
+	if err := unix.Lsetxattr(m["xattr"], "user.note", v.k.SealMeta([]byte("hello"), xattrAD("user.note")), 0); err != nil {
+		v.t.Fatal(err)
+	}
+	videos := filepath.Join(v.root, "Videos")
+	if err := os.Mkdir(videos, 0o755); err != nil {
+		v.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(videos, "film.mkv"), []byte("plain bytes"), 0o644); err != nil {
+		v.t.Fatal(err)
+	}
+	v.mkdirIV(videos)
+	private := v.mkdir(videos, "private")
+	m["private"] = private
+	m["secret"] = v.file(private, "secret.txt", 3000)
+	return m
+}
+
+func (v *testVault) check(repair bool) *Report {
+	v.t.Helper()
+	rep, err := Check(v.root, v.k, Options{Repair: repair})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return rep
+}
+
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCleanVault(t *testing.T) {
+	v := newTestVault(t)
+	v.build()
+	rep := v.check(false)
+	if len(rep.Problems) != 0 {
+		t.Fatalf("clean vault: %+v", rep.Problems)
+	}
+	// report, empty, one, long, tagged, secret.
+	if rep.Files != 6 || rep.Symlinks != 1 || rep.Xattrs != 1 || rep.Plaintext != 1 {
+		t.Errorf("counts: %+v", rep)
+	}
+	if rep.Names != 9 {
+		t.Errorf("names checked = %d, want 9", rep.Names)
+	}
+}
+
+// TestFindsDamage injects one fault per case into a fresh vault and checks
+// that exactly the expected problem is found, named as expected.
+func TestFindsDamage(t *testing.T) {
+	t.Logf("seed %d", testSeed)
+	cases := []struct {
+		name   string
+		inject func(t *testing.T, v *testVault, m map[string]string)
+		kind   Kind
+		path   string // plaintext path expected in the problem ("" = unknown)
+		detail string
+	}{
+		{"bad block", func(t *testing.T, v *testVault, m map[string]string) {
+			flipByte(t, m["report"], crypt.CipherOffset(3)+100)
+		}, BadContent, "/Documents/report.odt", "block 3 fails authentication"},
+		{"bad last block", func(t *testing.T, v *testVault, m map[string]string) {
+			flipByte(t, m["one"], crypt.HeaderSize+crypt.NonceSize)
+		}, BadContent, "/Documents/one", "block 0 fails authentication"},
+		{"swapped blocks", func(t *testing.T, v *testVault, m map[string]string) {
+			data, _ := os.ReadFile(m["report"])
+			b1 := append([]byte(nil), data[crypt.CipherOffset(1):crypt.CipherOffset(2)]...)
+			copy(data[crypt.CipherOffset(1):], data[crypt.CipherOffset(2):crypt.CipherOffset(3)])
+			copy(data[crypt.CipherOffset(2):], b1)
+			must(t, os.WriteFile(m["report"], data, 0o600))
+		}, BadContent, "/Documents/report.odt", "blocks 1 and 2 fail authentication"},
+		{"bad size", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, os.Truncate(m["report"], crypt.CipherOffset(5)+10))
+		}, BadContent, "/Documents/report.odt", "not a valid ciphertext size"},
+		{"short file", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, os.Truncate(m["one"], 10))
+		}, BadContent, "/Documents/one", "shorter than the 22-byte header"},
+		{"bad magic", func(t *testing.T, v *testVault, m map[string]string) {
+			flipByte(t, m["report"], 1)
+		}, BadContent, "/Documents/report.odt", "bad magic"},
+		{"bad name", func(t *testing.T, v *testVault, m map[string]string) {
+			p := m["report"]
+			b := []byte(filepath.Base(p))
+			b[10] = map[bool]byte{true: 'A', false: 'B'}[b[10] != 'A']
+			must(t, os.Rename(p, filepath.Join(filepath.Dir(p), string(b))))
+		}, BadName, "", "name fails authentication"},
+		{"name moved to another directory", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, os.Rename(m["secret"], filepath.Join(m["docs"], filepath.Base(m["secret"]))))
+		}, BadName, "", "name fails authentication"},
+		{"missing sidecar", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, os.Remove(filepath.Join(m["docs"], crypt.SidecarName(filepath.Base(m["long"])))))
+		}, BadSidecar, "", "is missing"},
+		{"wrong sidecar", func(t *testing.T, v *testVault, m map[string]string) {
+			sc := filepath.Join(m["docs"], crypt.SidecarName(filepath.Base(m["long"])))
+			flipByte(t, sc, 50)
+		}, BadSidecar, "", "does not match"},
+		{"orphan sidecar", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, os.Remove(m["long"]))
+		}, OrphanSidecar, "", "without its entry"},
+		{"broken diriv", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, os.WriteFile(filepath.Join(m["docs"], crypt.DirIVName), []byte("short"), 0o600))
+		}, BadDirIV, "/Documents", "unusable"},
+		{"missing diriv", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, os.Remove(filepath.Join(m["private"], crypt.DirIVName)))
+		}, BadDirIV, "/Videos/private", "is missing"},
+		{"symlink target", func(t *testing.T, v *testVault, m map[string]string) {
+			target, _ := os.Readlink(m["link"])
+			b := []byte(target)
+			b[20] = map[bool]byte{true: 'A', false: 'B'}[b[20] != 'A']
+			must(t, os.Remove(m["link"]))
+			must(t, os.Symlink(string(b), m["link"]))
+		}, BadSymlink, "/Documents/link", "fails authentication"},
+		{"xattr value", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, unix.Lsetxattr(m["xattr"], "user.note", v.k.SealMeta([]byte("hello"), xattrAD("user.other")), 0))
+		}, BadXattr, "/tagged", "user.note fails authentication"},
+		{"leftover temp", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, os.WriteFile(filepath.Join(m["docs"], crypt.TempPrefix+"abc"), []byte("x"), 0o600))
+		}, LeftoverTemp, "", "leftover temporary file"},
+		{"unknown reserved", func(t *testing.T, v *testVault, m map[string]string) {
+			must(t, os.WriteFile(filepath.Join(v.root, "~~zz"), []byte("x"), 0o600))
+		}, UnknownReserved, "", "does not know"},
+	}
+	found := 0
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newTestVault(t)
+			m := v.build()
+			tc.inject(t, v, m)
+			rep := v.check(false)
+			if len(rep.Problems) != 1 {
+				t.Fatalf("want 1 problem, got %+v", rep.Problems)
+			}
+			p := rep.Problems[0]
+			if p.Kind != tc.kind || p.Path != tc.path || !strings.Contains(p.Detail, tc.detail) {
+				t.Fatalf("got %+v (kind %v), want kind %v path %q detail %q", p, p.Kind, tc.kind, tc.path, tc.detail)
+			}
+			if p.VaultPath == "" {
+				t.Errorf("no vault path in %+v", p)
+			}
+			found++
+		})
+	}
+	t.Logf("%d of %d injected faults found", found, len(cases))
+}
+
+// TestRepair moves damaged entries aside, keeps their bytes, and leaves a
+// vault that checks clean.
+func TestRepair(t *testing.T) {
+	v := newTestVault(t)
+	m := v.build()
+	flipByte(t, m["report"], crypt.CipherOffset(2)+7)
+	must(t, os.Remove(filepath.Join(m["docs"], crypt.SidecarName(filepath.Base(m["long"])))))
+	must(t, os.WriteFile(filepath.Join(v.root, crypt.TempPrefix+"x"), nil, 0o600))
+	damaged, _ := os.ReadFile(m["report"])
+
+	rep := v.check(true)
+	if rep.Damaged() != 2 || rep.Warnings() != 1 || len(rep.Moves) != 3 {
+		t.Fatalf("repair: %+v", rep)
+	}
+	moved := filepath.Join(v.root, LostFoundName, strings.TrimPrefix(filepath.Base(m["report"]), crypt.ReservedPrefix))
+	got, err := os.ReadFile(moved)
+	if err != nil || !bytes.Equal(got, damaged) {
+		t.Fatalf("moved file %s: %v (same bytes: %v)", moved, err, bytes.Equal(got, damaged))
+	}
+	if _, err := os.Lstat(m["report"]); !os.IsNotExist(err) {
+		t.Errorf("damaged file still in place: %v", err)
+	}
+	rep = v.check(false)
+	if len(rep.Problems) != 0 || rep.LostFound != 3 {
+		t.Fatalf("after repair: %+v", rep)
+	}
+	// A second repair of the same damage elsewhere gets a numbered name.
+	must(t, os.WriteFile(filepath.Join(v.root, crypt.TempPrefix+"x"), nil, 0o600))
+	rep = v.check(true)
+	if len(rep.Moves) != 1 || rep.Moves[0].To != LostFoundName+"/tx.2" {
+		t.Fatalf("second repair: %+v", rep.Moves)
+	}
+}
+
+func TestBlockList(t *testing.T) {
+	for _, tc := range []struct {
+		in   []uint64
+		want string
+	}{
+		{[]uint64{3}, "block 3 fails authentication"},
+		{[]uint64{1, 2}, "blocks 1 and 2 fail authentication"},
+		{[]uint64{1, 2, 5}, "blocks 1, 2 and 5 fail authentication"},
+		{[]uint64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, "blocks 0, 1, 2, 3, 4, 5, 6, 7 and 2 more fail authentication"},
+	} {
+		if got := blockList(tc.in); got != tc.want {
+			t.Errorf("blockList(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestUnescape(t *testing.T) {
+	if got := unescape(`/a\040b\\c`); got != `/a b\\c` {
+		t.Errorf("unescape = %q", got)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,230 @@
+package tests
+
+import (
+	"bytes"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"cryptpt/crypt"
+
+	"golang.org/x/sys/unix"
+)
+
+const fsckSeed = 20240607
+
+// fsckLongName encrypts to more than 255 bytes: a hashed name with a sidecar.
+var fsckLongName = "Documents/" + strings.Repeat("long name ", 19) + "end.txt"
+
+// fsckTree writes a mixed tree through the mount and returns what each file
+// holds and the vault path of each mount path (found by inode).
+func fsckTree(t *testing.T, v *cliVault, rng *rand.Rand) (want map[string][]byte, vault map[string]string) {
+	t.Helper()
+	want = map[string][]byte{}
+	for _, d := range []string{"Documents", "Documents/sub", "Other", "Videos", "Videos/private"} {
+		must(t, os.Mkdir(v.path(d), 0o755))
+	}
+	sizes := map[string]int{
+		"Documents/report.odt":   5*crypt.BlockSize + 123,
+		"Documents/notes.txt":    1000,
+		"Documents/empty":        0,
+		"Documents/sub/one":      1,
+		"Documents/sub/exact":    crypt.BlockSize,
+		fsckLongName:             4097,
+		"Other/keep.txt":         300,
+		"Videos/film.mkv":        70000,
+		"Videos/private/key.txt": 64,
+		"top.txt":                12345,
+	}
+	for p, n := range sizes {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		must(t, os.WriteFile(v.path(p), data, 0o644))
+		want[p] = data
+	}
+	must(t, os.Symlink("../top.txt", v.path("Documents/link")))
+	must(t, unix.Setxattr(v.path("top.txt"), "user.tag", []byte("blue"), 0))
+
+	// The daemon shows backing inode numbers: map mount paths to vault paths.
+	byIno := map[uint64]string{}
+	must(t, filepath.WalkDir(v.backing, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st syscall.Stat_t
+		must(t, syscall.Lstat(p, &st))
+		rel, _ := filepath.Rel(v.backing, p)
+		byIno[st.Ino] = rel
+		return nil
+	}))
+	vault = map[string]string{}
+	for _, p := range append([]string{"Documents", "Other", "Documents/link"}, keysOf(sizes)...) {
+		var st syscall.Stat_t
+		must(t, syscall.Lstat(v.path(p), &st))
+		vp, ok := byIno[st.Ino]
+		if !ok {
+			t.Fatalf("no vault entry with the inode of %s", p)
+		}
+		vault[p] = vp
+	}
+	return want, vault
+}
+
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// fsckRun runs cryptpt fsck on v and returns stdout, stderr and the exit code.
+func fsckRun(v *cliVault, extra ...string) (string, string, int) {
+	return cryptpt(append(append([]string{"fsck", "--passfile", v.pwfile}, extra...), v.backing)...)
+}
+
+func fsckFlip(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	must(t, err)
+	defer f.Close()
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	must(t, err)
+	b[0] ^= 0x01
+	_, err = f.WriteAt(b, off)
+	must(t, err)
+}
+
+// fsckExpect checks that out holds a line with all of parts.
+func fsckExpect(t *testing.T, out string, parts ...string) {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(line, p)
+		}
+		if ok {
+			return
+		}
+	}
+	t.Errorf("no line with %q in fsck output:\n%s", parts, out)
+}
+
+func TestFsck(t *testing.T) {
+	t.Logf("seed %d", fsckSeed)
+	rng := rand.New(rand.NewPCG(fsckSeed, 1))
+	v := newCLIVault(t, "Videos/", "!Videos/private/")
+	v.mount(t)
+	want, vault := fsckTree(t, v, rng)
+	v.unmount(t)
+
+	// A clean vault is clean.
+	out, errOut, code := fsckRun(v)
+	if code != 0 || !strings.Contains(out, ": 0 damaged, 0 warnings") {
+		t.Fatalf("clean vault: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "10 encrypted files") && !strings.Contains(out, "9 encrypted files") {
+		t.Errorf("summary counts: %s", out)
+	}
+
+	// A wrong password is an error, not damage.
+	bad := filepath.Join(v.dir, "badpw")
+	must(t, os.WriteFile(bad, []byte("wrong\n"), 0o600))
+	if _, e, c := cryptpt("fsck", "--passfile", bad, v.backing); c != 1 || !strings.Contains(e, "wrong password") {
+		t.Errorf("wrong password: exit %d, %s", c, e)
+	}
+
+	// Inject one fault of each kind.
+	report := filepath.Join(v.backing, vault["Documents/report.odt"])
+	fsckFlip(t, report, crypt.CipherOffset(3)+200)
+
+	notes := filepath.Join(v.backing, vault["Documents/notes.txt"])
+	nb := []byte(filepath.Base(notes))
+	nb[12] = map[bool]byte{true: 'A', false: 'B'}[nb[12] != 'A']
+	badName := filepath.Join(filepath.Dir(notes), string(nb))
+	must(t, os.Rename(notes, badName))
+
+	long := filepath.Join(v.backing, vault[fsckLongName])
+	if crypt.Classify(filepath.Base(long)) != crypt.Long {
+		t.Fatalf("%s is not stored as a long name: %s", fsckLongName, long)
+	}
+	must(t, os.Remove(filepath.Join(filepath.Dir(long), crypt.SidecarName(filepath.Base(long)))))
+
+	diriv := filepath.Join(v.backing, vault["Other"], crypt.DirIVName)
+	goodIV, err := os.ReadFile(diriv)
+	must(t, err)
+	must(t, os.WriteFile(diriv, goodIV[:7], 0o600))
+
+	out, errOut, code = fsckRun(v)
+	if code != 3 {
+		t.Fatalf("damaged vault: exit %d, want 3\n%s%s", code, out, errOut)
+	}
+	docs := vault["Documents"]
+	fsckExpect(t, out, "damaged: /Documents/report.odt (vault: "+vault["Documents/report.odt"]+"): block 3 fails authentication")
+	fsckExpect(t, out, "damaged: vault "+docs+"/"+string(nb)+" (in /Documents): name fails authentication")
+	fsckExpect(t, out, "damaged: vault "+vault[fsckLongName]+" (in /Documents)", "sidecar", "missing")
+	fsckExpect(t, out, "damaged: /Other (vault: "+vault["Other"]+")", "~~diriv is unusable")
+	fsckExpect(t, out, ": 4 damaged, 0 warnings")
+	if n := strings.Count(out, "damaged: "); n != 4 {
+		t.Errorf("%d damaged lines, want 4:\n%s", n, out)
+	}
+	if !strings.Contains(errOut, "hint:") {
+		t.Errorf("no hint on stderr: %s", errOut)
+	}
+
+	// While mounted: a read-only check runs with a warning, repair refuses.
+	v.mount(t)
+	if _, e, c := fsckRun(v, "--repair"); c != 1 || !strings.Contains(e, "mounted") {
+		t.Errorf("repair while mounted: exit %d, %s", c, e)
+	}
+	if _, e, c := fsckRun(v); c != 3 || !strings.Contains(e, "warning: vault") {
+		t.Errorf("check while mounted: exit %d, %s", c, e)
+	}
+	v.unmount(t)
+
+	// Repair: the diriv cannot be repaired (no backup here: put it back),
+	// the rest is moved aside.
+	must(t, os.WriteFile(diriv, goodIV, 0o600))
+	out, errOut, code = fsckRun(v, "--repair")
+	if code != 3 {
+		t.Fatalf("repair: exit %d\n%s%s", code, out, errOut)
+	}
+	lf := "cryptpt-lost+found/"
+	fsckExpect(t, out, "moved: /Documents/report.odt (vault: "+vault["Documents/report.odt"]+") -> "+lf+strings.TrimPrefix(filepath.Base(report), "~~"))
+	fsckExpect(t, out, "moved: vault "+docs+"/"+string(nb), lf)
+	fsckExpect(t, out, "moved: vault "+vault[fsckLongName], lf)
+	for _, p := range []string{"Documents/report.odt", "Documents/notes.txt", fsckLongName} {
+		delete(want, p)
+	}
+	out, errOut, code = fsckRun(v)
+	if code != 0 || !strings.Contains(out, ": 0 damaged, 0 warnings") || !strings.Contains(out, "holds 3 entries") {
+		t.Fatalf("after repair: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The rest reads fine through a mount, and the moved entries show.
+	v.mount(t)
+	for p, data := range want {
+		got, err := os.ReadFile(v.path(p))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s after repair: %v (same bytes: %v)", p, err, bytes.Equal(got, data))
+		}
+	}
+	if tgt, err := os.Readlink(v.path("Documents/link")); err != nil || tgt != "../top.txt" {
+		t.Errorf("symlink after repair: %q, %v", tgt, err)
+	}
+	ents, err := os.ReadDir(v.path("cryptpt-lost+found"))
+	if err != nil || len(ents) != 3 {
+		t.Errorf("lost+found in the mount: %v, %v", ents, err)
+	}
+	moved, err := os.ReadFile(v.path(lf + strings.TrimPrefix(filepath.Base(report), "~~")))
+	if err != nil || len(moved) != int(crypt.CipherSize(5*crypt.BlockSize+123)) {
+		t.Errorf("moved file through the mount: %d bytes, %v", len(moved), err)
+	}
+}
