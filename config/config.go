@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -83,6 +84,12 @@ func ExpandHome(p string) (string, error) {
 		return p, nil
 	}
 	home, err := os.UserHomeDir()
+	if err != nil || !filepath.IsAbs(home) {
+		// mount(8) runs helpers without $HOME: ask the user database.
+		if u, uerr := user.Current(); uerr == nil {
+			home, err = u.HomeDir, nil
+		}
+	}
 	if err != nil || !filepath.IsAbs(home) {
 		return "", fmt.Errorf("%w: cannot expand \"~\" because $HOME is not set to an absolute path; set it or write the full path", ErrBadPath)
 	}

@@ -47,7 +47,7 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	mo := fuse.MountOptions{
 		FsName:      v.opts.Backing,
 		Name:        FsName,
-		DirectMount: unix.Geteuid() == 0,
+		DirectMount: canMount(),
 		AllowOther:  o.AllowOther,
 		Debug:       o.Debug,
 		Logger:      v.log,
@@ -146,4 +146,19 @@ func (m *Mount) Wait() {
 // Unmount asks the kernel to unmount; Wait returns afterwards.
 func (m *Mount) Unmount() error {
 	return m.server.Unmount()
+}
+
+// canMount reports whether this process may call mount(2) itself: root, or
+// a daemon holding CAP_SYS_ADMIN (the systemd unit's ambient capability).
+// Others mount through the setuid fusermount3.
+func canMount() bool {
+	if unix.Geteuid() == 0 {
+		return true
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) != nil {
+		return false
+	}
+	return data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
 }
