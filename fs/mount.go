@@ -47,7 +47,7 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	mo := fuse.MountOptions{
 		FsName:      v.opts.Backing,
 		Name:        FsName,
-		DirectMount: canMount(),
+		DirectMount: CanMount(),
 		AllowOther:  o.AllowOther,
 		Debug:       o.Debug,
 		Logger:      v.log,
@@ -148,10 +148,10 @@ func (m *Mount) Unmount() error {
 	return m.server.Unmount()
 }
 
-// canMount reports whether this process may call mount(2) itself: root, or
+// CanMount reports whether this process may call mount(2) itself: root, or
 // a daemon holding CAP_SYS_ADMIN (the systemd unit's ambient capability).
 // Others mount through the setuid fusermount3.
-func canMount() bool {
+func CanMount() bool {
 	if unix.Geteuid() == 0 {
 		return true
 	}

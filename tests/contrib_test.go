@@ -40,21 +40,26 @@ func TestSystemdUnits(t *testing.T) {
 		return unit
 	}
 	sys := install("cryptpt@.service", "cryptpt@alice.service")
-	for _, want := range []string{"User=%i", "AmbientCapabilities=CAP_SYS_ADMIN", "CapabilityBoundingSet=CAP_SYS_ADMIN", "--config /home/%i/.config/cryptpt/config.toml", "systemd-ask-password"} {
+	for _, want := range []string{"User=%i", "AmbientCapabilities=CAP_SYS_ADMIN", "CapabilityBoundingSet=CAP_SYS_ADMIN", "NoNewPrivileges=yes", "--config /home/%i/.config/cryptpt/config.toml", "systemd-ask-password"} {
 		if !strings.Contains(sys, want) {
 			t.Errorf("cryptpt@.service lacks %q", want)
 		}
 	}
 	user := install("cryptpt.service", "cryptpt.service")
-	// fusermount3 is setuid: NoNewPrivileges would break the mount. Options
-	// that give the service its own mount namespace would hide the mount
-	// from everyone else.
-	forbidden := []string{"NoNewPrivileges=", "PrivateTmp=", "PrivateDevices=", "PrivateMounts=", "ProtectSystem=", "ProtectHome=",
+	// Options that give the service its own mount namespace would hide the
+	// mount from everyone else. The user unit mounts through the setuid
+	// fusermount3, which NoNewPrivileges would break; the system unit's
+	// daemon holds CAP_SYS_ADMIN and calls mount(2) itself, so it may.
+	forbidden := []string{"PrivateTmp=", "PrivateDevices=", "PrivateMounts=", "ProtectSystem=", "ProtectHome=",
 		"ProtectKernelTunables=", "ProtectControlGroups=", "ReadOnlyPaths=", "ReadWritePaths=", "InaccessiblePaths=",
 		"TemporaryFileSystem=", "BindPaths=", "BindReadOnlyPaths=", "MountFlags="}
 	for name, unit := range map[string]string{"cryptpt@.service": sys, "cryptpt.service": user} {
+		bad := forbidden
+		if name == "cryptpt.service" {
+			bad = append(bad, "NoNewPrivileges=")
+		}
 		for _, line := range strings.Split(unit, "\n") {
-			for _, f := range forbidden {
+			for _, f := range bad {
 				if strings.HasPrefix(strings.TrimSpace(line), f) {
 					t.Errorf("%s sets %s, which breaks or hides the mount", name, line)
 				}
@@ -315,3 +320,38 @@ source ` + shellQuote(script) + ` >/dev/null 2>&1
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// The privileges cryptpt@.service gives the daemon: an ordinary user with
+// CAP_SYS_ADMIN as its only, ambient capability and no new privileges. It
+// mounts and unmounts by itself and gets passthrough.
+func TestSystemUnitPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	if st, err := os.Stat("/dev/fuse"); err == nil && st.Mode().Perm()&0o006 != 0o006 {
+		must(t, os.Chmod("/dev/fuse", 0o666))
+		t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
+	}
+	v := newCLIVault(t, "media/")
+	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
+	filepath.Walk(v.dir, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, 65534, 65534) })
+	asUnit := func(args ...string) (string, error) {
+		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps=+sys_admin", "--ambient-caps=+sys_admin", "--bounding-set=-all,+sys_admin", "--no-new-privs", binary}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+v.dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := asUnit("mount", "--config", v.config, "--passfile", v.pwfile, v.backing, v.mnt); err != nil {
+		t.Fatalf("mount: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { asUnit("unmount", v.mnt) })
+	out, err := asUnit("status", "--json", v.mnt)
+	if err != nil || !strings.Contains(out, `"passthrough_active": true`) {
+		t.Errorf("status under the unit's privileges: %v\n%s", err, out)
+	}
+	if out, err := asUnit("unmount", v.mnt); err != nil {
+		t.Errorf("unmount: %v\n%s", err, out)
+	}
+	waitMounted(t, v.mnt, false)
+}

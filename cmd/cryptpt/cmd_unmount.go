@@ -30,9 +30,10 @@ func runUnmount(args []string) error {
 	return nil
 }
 
-// unmount unmounts directly as root, else through fusermount3.
+// unmount unmounts directly where allowed (root, CAP_SYS_ADMIN), else
+// through fusermount3.
 func unmount(mp string) error {
-	if unix.Geteuid() == 0 {
+	if fs.CanMount() {
 		return unix.Unmount(mp, 0)
 	}
 	out, err := exec.Command("fusermount3", "-u", mp).CombinedOutput()
@@ -46,7 +47,7 @@ func unmount(mp string) error {
 
 // lazyUnmount detaches a busy mount; it goes away when its last user leaves.
 func lazyUnmount(mp string) {
-	if unix.Geteuid() == 0 {
+	if fs.CanMount() {
 		unix.Unmount(mp, unix.MNT_DETACH)
 		return
 	}
