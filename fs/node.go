@@ -167,6 +167,11 @@ func (n *node) storedNameSidecar(name string, enc bool, create bool) (string, []
 	if len(name) > 255 {
 		return "", nil, syscall.ENAMETOOLONG
 	}
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		// Never from the kernel; refused so no caller can step outside
+		// the directory.
+		return "", nil, syscall.EINVAL
+	}
 	if !enc {
 		if strings.HasPrefix(name, crypt.ReservedPrefix) {
 			return "", nil, syscall.EINVAL
