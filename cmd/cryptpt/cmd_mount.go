@@ -220,7 +220,8 @@ func daemonMain(backing, mountpoint string, cfg *config.Config, mf mountFlags) e
 }
 
 // newLogger picks where the daemon logs: a file if asked, stderr in the
-// foreground, else syslog (the journal), else nowhere rather than fail.
+// foreground, else syslog (the journal), else a file under
+// $XDG_STATE_HOME/cryptpt (machines without a syslog socket).
 func newLogger(mf mountFlags) (*log.Logger, error) {
 	if mf.logFile != "" {
 		f, err := os.OpenFile(mf.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -235,7 +236,26 @@ func newLogger(mf mountFlags) (*log.Logger, error) {
 	if w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, "cryptpt"); err == nil {
 		return log.New(w, "", 0), nil
 	}
+	if f, err := openStateLog(); err == nil {
+		return log.New(f, "cryptpt: ", log.LstdFlags), nil
+	}
 	return log.New(io.Discard, "", 0), nil
+}
+
+func openStateLog() (*os.File, error) {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if !filepath.IsAbs(dir) {
+		home, err := config.ExpandHome("~")
+		if err != nil {
+			return nil, err
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	dir = filepath.Join(dir, "cryptpt")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(filepath.Join(dir, "daemon.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 }
 
 // serve mounts and serves until unmounted or signalled. ready, if not nil,
