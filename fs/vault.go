@@ -14,6 +14,7 @@ import (
 
 	"cryptpt/config"
 	"cryptpt/crypt"
+	"cryptpt/internal/mountinfo"
 
 	"golang.org/x/sys/unix"
 )
@@ -182,12 +183,12 @@ func IsMountpoint(dir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	mounts, err := readMountinfo()
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return false, err
 	}
 	for _, m := range mounts {
-		if m.point == abs {
+		if m.Point == abs {
 			return true, nil
 		}
 	}

@@ -332,12 +332,6 @@ func TestBlockList(t *testing.T) {
 	}
 }
 
-func TestUnescape(t *testing.T) {
-	if got := unescape(`/a\040b\\c`); got != `/a b\\c` {
-		t.Errorf("unescape = %q", got)
-	}
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {

@@ -1,10 +1,9 @@
 package fsck
 
 import (
-	"bufio"
-	"os"
 	"path/filepath"
-	"strings"
+
+	"cryptpt/internal/mountinfo"
 )
 
 // mountType is the mount table type of a cryptpt mount.
@@ -21,47 +20,15 @@ func MountedAt(backing string) ([]string, error) {
 			want[real] = true
 		}
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - fuse.cryptpt /vault rw
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) || fields[sep+1] != mountType {
-			continue
-		}
-		src := unescape(fields[sep+2])
-		if want[src] || want[filepath.Clean(src)] {
-			out = append(out, unescape(fields[4]))
+	for _, m := range mounts {
+		if m.FSType == mountType && (want[m.Source] || want[filepath.Clean(m.Source)]) {
+			out = append(out, m.Point)
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
-
-// unescape undoes the kernel's octal escapes in mountinfo (\040 is a space).
-func unescape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
