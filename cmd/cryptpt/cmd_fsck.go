@@ -43,14 +43,9 @@ func runFsck(args []string) error {
 		}
 		warnf("vault %s is mounted on %s: entries changed while fsck runs may be reported wrongly", backing, mounts[0])
 	}
-	pw, err := src.read("Password: ")
+	v, err := src.openVault(backing)
 	if err != nil {
 		return err
-	}
-	v, err := keys.Open(backing, pw)
-	clear(pw)
-	if err != nil {
-		return vaultError(err, backing)
 	}
 	k, err := crypt.NewKeys(v.Master())
 	v.Wipe()

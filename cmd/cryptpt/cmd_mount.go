@@ -90,14 +90,9 @@ func runMount(args []string) error {
 	if err := checkMountpoint(mountpoint); err != nil {
 		return err
 	}
-	pw, err := src.read("Password: ")
+	v, err := src.openVault(backing)
 	if err != nil {
 		return err
-	}
-	v, err := keys.Open(backing, pw)
-	clear(pw)
-	if err != nil {
-		return vaultError(err, backing)
 	}
 	defer v.Wipe()
 	if mf.foreground {

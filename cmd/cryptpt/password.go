@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 
+	"cryptpt/keys"
+
 	"golang.org/x/term"
 )
 
@@ -88,6 +90,21 @@ func (s *secretSource) readNew(prompt string) ([]byte, error) {
 		return nil, fail("", "the passwords do not match")
 	}
 	return pw, nil
+}
+
+// openVault asks for the password and opens the vault at dir. The caller
+// wipes the returned vault's key.
+func (s *secretSource) openVault(dir string) (*keys.Vault, error) {
+	pw, err := s.read("Password: ")
+	if err != nil {
+		return nil, err
+	}
+	v, err := keys.Open(dir, pw)
+	clear(pw)
+	if err != nil {
+		return nil, vaultError(err, dir)
+	}
+	return v, nil
 }
 
 func firstLine(b []byte) []byte {
