@@ -46,7 +46,7 @@ test: deps-test lint build
 	$(GO) test -count=1 -race -timeout 10m ./fs/
 
 stress: deps-test build
-	CRYPTPT_STRESS=1 $(GO) test -count=1 -timeout 60m ./tests/ -run 'Model|Concurrent|Stress' -v
+	CRYPTPT_STRESS=1 $(GO) test -count=1 -timeout 60m ./tests/ -run 'Model|Concurren|Stress|Crash|FullDisk' -v
 
 bench: deps-bench build
 	./bench/run.sh $(BENCH_ARGS)

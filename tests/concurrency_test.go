@@ -1,0 +1,417 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"cryptpt/crypt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Concurrency against the CLI daemon: goroutines of this process and other
+// processes (sh loops running dd, mv, ln, rm) share one encrypted file and
+// one directory. fs/concurrency_test.go runs the in-process variant under
+// the race detector.
+
+const concBlock = 4096
+
+// TestConcurrentSharedFile: whole uniform 4 KiB blocks written at
+// overlapping offsets by goroutines and by dd processes; 512-byte sectors
+// written at block-straddling offsets by goroutines that each own a byte
+// range; O_DIRECT readers (goroutines and a dd process) check that no block
+// or sector is ever a mix of two writes, and the end state must hold the
+// last sectors each owner wrote, also after a remount.
+func TestConcurrentSharedFile(t *testing.T) {
+	ops, procOps := 400, 60
+	if stressRun() {
+		ops, procOps = 5000, 600
+	}
+	v := newCLIVault(t)
+	v.mount(t)
+	p := v.path("shared")
+	const (
+		alignedBlocks = 32
+		unalignedBase = alignedBlocks * concBlock
+		sliceLen      = 5 * 512
+		unalignedN    = 3
+	)
+	size := unalignedBase + unalignedN*sliceLen
+	init := bytes.Repeat([]byte{1}, size)
+	clear(init[unalignedBase:])
+	must(t, os.WriteFile(p, init, 0o644))
+
+	// dd writer processes, each with its own block values 250..253.
+	dir := t.TempDir()
+	var procs []*exec.Cmd
+	rng := rand.New(rand.NewPCG(11, 11))
+	for k := 0; k < 2; k++ {
+		pat := filepath.Join(dir, fmt.Sprintf("pat%d", k))
+		must(t, os.WriteFile(pat, bytes.Repeat([]byte{byte(250 + k)}, concBlock), 0o644))
+		var script strings.Builder
+		for i := 0; i < procOps; i++ {
+			fmt.Fprintf(&script, "dd if=%s of=%s bs=4096 seek=%d count=1 conv=notrunc status=none || exit 1\n", pat, p, rng.IntN(alignedBlocks))
+		}
+		procs = append(procs, shScript(t, dir, script.String()))
+	}
+	// A dd reader process: O_DIRECT copies, checked afterwards.
+	copies := filepath.Join(dir, "copies")
+	must(t, os.Mkdir(copies, 0o755))
+	var rscript strings.Builder
+	for i := 0; i < procOps/2; i++ {
+		fmt.Fprintf(&rscript, "dd if=%s of=%s/%d bs=1M iflag=direct status=none || exit 1\n", p, copies, i)
+	}
+	procs = append(procs, shScript(t, dir, rscript.String()))
+	for _, c := range procs {
+		must(t, c.Start())
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	report := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	final := make([][]byte, unalignedN)
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				report(err)
+				return
+			}
+			defer f.Close()
+			for i := 0; i < ops; i++ {
+				b := rng.IntN(alignedBlocks)
+				n := min(1+rng.IntN(4), alignedBlocks-b)
+				var buf []byte
+				for k := 0; k < n; k++ {
+					buf = append(buf, bytes.Repeat([]byte{byte(2 + rng.IntN(240))}, concBlock)...)
+				}
+				if _, err := f.WriteAt(buf, int64(b*concBlock)); err != nil {
+					report(fmt.Errorf("aligned writer %d: %w", w, err))
+					return
+				}
+			}
+		}()
+	}
+	for u := 0; u < unalignedN; u++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(u), 2))
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				report(err)
+				return
+			}
+			defer f.Close()
+			cur := make([]byte, sliceLen)
+			for i := 0; i < ops; i++ {
+				s0 := rng.IntN(5)
+				s1 := s0 + 1 + rng.IntN(5-s0)
+				for s := s0; s < s1; s++ {
+					copy(cur[s*512:(s+1)*512], bytes.Repeat([]byte{byte(1 + rng.IntN(255))}, 512))
+				}
+				if _, err := f.WriteAt(cur[s0*512:s1*512], int64(unalignedBase+u*sliceLen+s0*512)); err != nil {
+					report(fmt.Errorf("unaligned writer %d: %w", u, err))
+					return
+				}
+			}
+			final[u] = cur
+		}()
+	}
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 3))
+			f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECT, 0)
+			if err != nil {
+				report(err)
+				return
+			}
+			defer f.Close()
+			buf := make([]byte, size)
+			for i := 0; i < ops; i++ {
+				off := rng.IntN(size)
+				n := 1 + rng.IntN(min(size-off, 6*concBlock))
+				got, err := f.ReadAt(buf[:n], int64(off))
+				if err != nil {
+					report(fmt.Errorf("reader %d at %d+%d: %w", r, off, n, err))
+					return
+				}
+				if err := uniformUnits(buf[:got], off, unalignedBase); err != nil {
+					report(fmt.Errorf("reader %d: %w", r, err))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range procs {
+		if err := c.Wait(); err != nil {
+			t.Errorf("%s: %v", c.Args[1], err)
+		}
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	ents, err := os.ReadDir(copies)
+	must(t, err)
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(copies, e.Name()))
+		must(t, err)
+		if len(data) != size {
+			t.Errorf("dd copy %s has %d bytes, want %d", e.Name(), len(data), size)
+		} else if err := uniformUnits(data, 0, unalignedBase); err != nil {
+			t.Errorf("dd copy %s: %v", e.Name(), err)
+		}
+	}
+	check := func(when string) {
+		got, err := os.ReadFile(p)
+		must(t, err)
+		if len(got) != size {
+			t.Fatalf("%s: size %d, want %d", when, len(got), size)
+		}
+		if err := uniformUnits(got, 0, unalignedBase); err != nil {
+			t.Errorf("%s: %v", when, err)
+		}
+		for u, want := range final {
+			at := unalignedBase + u*sliceLen
+			if !bytes.Equal(got[at:at+sliceLen], want) {
+				t.Errorf("%s: the range of unaligned writer %d is not what it wrote last (lost update)", when, u)
+			}
+		}
+	}
+	check("after the run")
+	v.unmount(t)
+	v.mount(t)
+	check("after a remount")
+	if st := v.status(t); st.AuthFailures != 0 {
+		t.Errorf("%d authentication failures", st.AuthFailures)
+	}
+	t.Logf("%d goroutine writes and reads, %d dd writes, %d dd copies checked", 9*ops, 2*procOps, len(ents))
+}
+
+// shScript writes script to a file in dir and returns the command running it.
+func shScript(t *testing.T, dir, script string) *exec.Cmd {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "script-*.sh")
+	must(t, err)
+	_, err = f.WriteString(script)
+	must(t, err)
+	must(t, f.Close())
+	return exec.Command("sh", f.Name())
+}
+
+// uniformUnits checks buf, read at file offset off: each whole 4 KiB block
+// below split is one nonzero byte repeated, each whole 512-byte sector from
+// split on is one byte repeated.
+func uniformUnits(buf []byte, off, split int) error {
+	for i := 0; i < len(buf); {
+		pos, unit := off+i, concBlock
+		if pos >= split {
+			pos, unit = pos-split, 512
+		}
+		if pos%unit != 0 || len(buf)-i < unit {
+			i += unit - pos%unit
+			continue
+		}
+		u := buf[i : i+unit]
+		if (unit == concBlock && u[0] == 0) || !bytes.Equal(u, bytes.Repeat(u[:1], unit)) {
+			return fmt.Errorf("torn %d-byte unit at file offset %d", unit, off+i)
+		}
+		i += unit
+	}
+	return nil
+}
+
+// TestConcurrentDirectory: goroutines and sh processes create, rename, link
+// and delete entries of one directory (short and long names, in the
+// encrypted and in the plaintext area); afterwards the listing, lstat,
+// contents and the vault directory must agree.
+func TestConcurrentDirectory(t *testing.T) {
+	ops := 300
+	if stressRun() {
+		ops = 4000
+	}
+	v := newCLIVault(t, "media/")
+	var names []string
+	for i := 0; i < 5; i++ {
+		names = append(names, fmt.Sprintf("n%d", i), strings.Repeat("y", 200)+fmt.Sprint(i))
+	}
+	for _, dir := range []string{"docs", "media"} {
+		t.Run(dir, func(t *testing.T) {
+			v.mount(t) // unmounted again when the subtest ends
+			must(t, os.Mkdir(v.path(dir), 0o755))
+			full := func(n string) string { return filepath.Join(v.path(dir), n) }
+			rng := rand.New(rand.NewPCG(5, 5))
+			var procs []*exec.Cmd
+			for k := 0; k < 2; k++ {
+				var s strings.Builder
+				s.WriteString("exec 2>/dev/null\n")
+				for i := 0; i < ops/3; i++ {
+					a, b := full(names[rng.IntN(len(names))]), full(names[rng.IntN(len(names))])
+					switch rng.IntN(4) {
+					case 0:
+						fmt.Fprintf(&s, "(set -C; echo 'file sh%d-%d' > '%s')\n", k, i, a)
+					case 1:
+						fmt.Fprintf(&s, "mv -f '%s' '%s'\n", a, b)
+					case 2:
+						fmt.Fprintf(&s, "ln '%s' '%s'\n", a, b)
+					case 3:
+						fmt.Fprintf(&s, "rm -f '%s'\n", a)
+					}
+				}
+				procs = append(procs, shScript(t, t.TempDir(), s.String()))
+			}
+			for _, c := range procs {
+				must(t, c.Start())
+			}
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			unexpected := map[string]int{}
+			for w := 0; w < 6; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(w), 6))
+					pick := func() string { return full(names[rng.IntN(len(names))]) }
+					for i := 0; i < ops; i++ {
+						var err error
+						switch op := rng.IntN(5); op {
+						case 0:
+							var f *os.File
+							if f, err = os.OpenFile(pick(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err == nil {
+								_, err = fmt.Fprintf(f, "file g%d-%d\n", w, i)
+								if cerr := f.Close(); err == nil {
+									err = cerr
+								}
+							}
+						case 1:
+							err = os.Rename(pick(), pick())
+						case 2:
+							err = os.Link(pick(), pick())
+						case 3:
+							err = os.Remove(pick())
+						case 4:
+							var data []byte
+							if data, err = os.ReadFile(pick()); err == nil && len(data) > 0 && !strings.HasPrefix(string(data), "file ") {
+								err = fmt.Errorf("content %q", data)
+							}
+						}
+						if err != nil && !os.IsNotExist(err) && !os.IsExist(err) {
+							mu.Lock()
+							unexpected[err.Error()]++
+							mu.Unlock()
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for _, c := range procs {
+				c.Wait() // failures of single commands are expected races
+			}
+			for msg, n := range unexpected {
+				t.Errorf("%d x %s", n, msg)
+			}
+			dirConsistent(t, v, dir, names)
+			v.unmount(t)
+			v.mount(t)
+			dirConsistent(t, v, dir, names)
+			t.Logf("%d goroutine operations and %d shell commands", 6*ops, 2*(ops/3))
+		})
+	}
+}
+
+// dirConsistent compares the listing of dir with lstat and contents, and
+// with the vault directory that holds it.
+func dirConsistent(t *testing.T, v *cliVault, dir string, names []string) {
+	t.Helper()
+	entries, err := os.ReadDir(v.path(dir))
+	must(t, err)
+	listed := map[string]bool{}
+	inoOf := map[string]uint64{}
+	for _, e := range entries {
+		listed[e.Name()] = true
+		p := filepath.Join(v.path(dir), e.Name())
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			t.Errorf("%.12s... is listed but lstat fails: %v", e.Name(), err)
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil || (len(data) > 0 && !strings.HasPrefix(string(data), "file ")) {
+			t.Errorf("%.12s...: content %q, %v", e.Name(), data, err)
+			continue
+		}
+		if prev, ok := inoOf[string(data)]; ok && len(data) > 0 && prev != st.Ino {
+			t.Errorf("content %q appears under two inodes", data)
+		}
+		inoOf[string(data)] = st.Ino
+	}
+	for _, n := range names {
+		_, err := os.Lstat(filepath.Join(v.path(dir), n))
+		if (err == nil) != listed[n] {
+			t.Errorf("%.12s...: listed %v but lstat says %v", n, listed[n], err)
+		}
+	}
+	// The vault directory: find it by its entry count of our kinds.
+	var vdir string
+	roots, err := os.ReadDir(v.backing)
+	must(t, err)
+	for _, r := range roots {
+		if !r.IsDir() {
+			continue
+		}
+		if r.Name() == dir || (crypt.Classify(r.Name()) != crypt.Plain && dir != "media") {
+			vdir = filepath.Join(v.backing, r.Name())
+		}
+	}
+	if vdir == "" {
+		t.Fatalf("no vault directory for %s among %v", dir, roots)
+	}
+	vents, err := os.ReadDir(vdir)
+	must(t, err)
+	have := map[string]bool{}
+	for _, e := range vents {
+		have[e.Name()] = true
+	}
+	count := 0
+	for _, e := range vents {
+		switch k := crypt.Classify(e.Name()); k {
+		case crypt.Plain, crypt.Encrypted:
+			count++
+		case crypt.Long:
+			count++
+			if !have[crypt.SidecarName(e.Name())] {
+				t.Errorf("long entry %s has no sidecar", e.Name())
+			}
+		case crypt.Sidecar:
+			if !have[crypt.LongPrefix+strings.TrimPrefix(e.Name(), crypt.SidecarPrefix)] {
+				t.Errorf("orphan sidecar %s", e.Name())
+			}
+		case crypt.DirIV:
+		default:
+			t.Errorf("leftover %s entry %s in the vault directory", k, e.Name())
+		}
+	}
+	if count != len(entries) {
+		t.Errorf("the mount lists %d entries in %s, the vault directory holds %d", len(entries), dir, count)
+	}
+}
