@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -31,26 +32,45 @@ func forBothModes(t *testing.T, f func(t *testing.T, tv *fs.TestVault)) {
 	}
 }
 
+// mmapHelperEnv makes the test binary act as TestMmap's helper process.
+const mmapHelperEnv = "CRYPTPT_MMAP_HELPER_FILE"
+
+// TestMmapHelperProcess is not a test: run by TestMmap in a child process,
+// it maps a file of the mount shared and private. The mapping must not live
+// in the process serving the mount: a page fault on it can wait for a
+// daemon goroutine while the Go runtime stops all threads for GC.
+func TestMmapHelperProcess(t *testing.T) {
+	p := os.Getenv(mmapHelperEnv)
+	if p == "" {
+		return
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	must(t, err)
+	defer f.Close()
+	shared, err := unix.Mmap(int(f.Fd()), 0, 10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	must(t, err)
+	copy(shared[5000:], "shared write")
+	must(t, unix.Msync(shared, unix.MS_SYNC))
+	must(t, unix.Munmap(shared))
+	private, err := unix.Mmap(int(f.Fd()), 0, 10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+	must(t, err)
+	if string(private[5000:5012]) != "shared write" {
+		t.Errorf("private mapping does not see the shared write: %q", private[5000:5012])
+	}
+	copy(private, "private")
+	must(t, unix.Munmap(private))
+}
+
 func TestMmap(t *testing.T) {
 	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
 		p := tv.Path("m")
 		must(t, os.WriteFile(p, bytes.Repeat([]byte("a"), 10000), 0o644))
-		f, err := os.OpenFile(p, os.O_RDWR, 0)
-		must(t, err)
-		defer f.Close()
-		shared, err := unix.Mmap(int(f.Fd()), 0, 10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		must(t, err)
-		copy(shared[5000:], "shared write")
-		must(t, unix.Msync(shared, unix.MS_SYNC))
-		must(t, unix.Munmap(shared))
-		private, err := unix.Mmap(int(f.Fd()), 0, 10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
-		must(t, err)
-		if string(private[5000:5012]) != "shared write" {
-			t.Errorf("private mapping does not see the shared write: %q", private[5000:5012])
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMmapHelperProcess$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), mmapHelperEnv+"="+p)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestMmapHelperProcess")) {
+			t.Fatalf("mmap helper: %v\n%s", err, out)
 		}
-		copy(private, "private")
-		must(t, unix.Munmap(private))
-		f.Close()
 		tv.Unmount(t)
 		tv.Remount(t)
 		got, err := os.ReadFile(p)
