@@ -16,7 +16,7 @@ BUILD_PKG=./config
 OUT="$ROOT/bench/results"
 WORK=${BENCH_DIR:-/var/tmp/cryptpt-bench}
 KEEP=0
-CONFIGS="native cryptpt-pt cryptpt-nopt cryptpt-enc cryptpt-encmix gocryptfs"
+CONFIGS="native cryptpt-pt cryptpt-nopt cryptpt-enc cryptpt-encwb gocryptfs"
 
 usage() {
 	cat <<EOF
@@ -126,9 +126,7 @@ PW="$RUN/passfile"
 echo "bench-password" >"$PW"
 printf '[policy]\nplaintext = ["/**"]\n' >"$RUN/plain.toml"
 printf '[policy]\nplaintext = []\n' >"$RUN/enc.toml"
-# Encrypted files in a mount that has plaintext rules, as a home directory
-# with media/ would: no writeback cache (the kernel allows it or passthrough).
-printf '[policy]\nplaintext = ["/media/"]\n' >"$RUN/mixed.toml"
+
 declare -A PID TICKS
 
 setup() {
@@ -140,7 +138,7 @@ setup() {
 		"$CRYPTPT" init --passfile "$PW" --kdf-time 1 --kdf-memory 8192 "$d/vault" >/dev/null
 		local cfg=plain.toml extra=()
 		[ "$c" = cryptpt-enc ] && cfg=enc.toml
-		[ "$c" = cryptpt-encmix ] && cfg=mixed.toml
+		[ "$c" = cryptpt-encwb ] && cfg=enc.toml && extra=(--writeback)
 		[ "$c" = cryptpt-nopt ] && extra=(--no-passthrough)
 		"$CRYPTPT" mount --config "$RUN/$cfg" --passfile "$PW" --log "$d/daemon.log" "${extra[@]}" "$d/vault" "$d/mnt"
 		MOUNTS+=("$d/mnt")

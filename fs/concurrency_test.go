@@ -228,6 +228,9 @@ func TestConcurrentDirOps(t *testing.T) {
 			tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: tc.plaintext})
 			must(t, os.Mkdir(tv.Path(tc.dir), 0o755))
 			concDirOps(t, tv, tc.dir, 6, 250)
+			if t.Failed() {
+				t.Logf("daemon log:\n%s", tv.Log())
+			}
 		})
 	}
 }

@@ -39,9 +39,12 @@ var _ = (gofs.FileWriter)((*plainFile)(nil))
 
 func (h *plainFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	h.n.v.stats.plainWrites.Add(1)
+	h.n.contentMu.Lock()
+	defer h.n.contentMu.Unlock()
 	n, errno := h.lf.Write(ctx, data, off)
 	h.n.v.stats.plainBytes.Add(int64(n))
 	clearSetID(ctx, h.f)
+	h.n.cached = stateOf(h.f)
 	return n, errno
 }
 

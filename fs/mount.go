@@ -61,7 +61,7 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		// a GETXATTR round trip per write.
 		ExtraCapabilities: capHandleKillprivV2,
 	}
-	if o.Writeback {
+	if v.useWriteback() {
 		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
 	if o.AllowOther {
@@ -89,6 +89,19 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	return m, nil
 }
 
+// useWriteback decides on the kernel's writeback cache, which merges small
+// writes into large requests (fio 4k writes to encrypted files: 0.11-0.14x
+// native without, 0.55-0.8x with). The kernel refuses passthrough on such a
+// connection, so even when asked for it is on only where passthrough would
+// serve nothing: a policy without plaintext rules, passthrough turned off,
+// or a daemon without the CAP_SYS_ADMIN that passthrough needs.
+func (v *vault) useWriteback() bool {
+	if !v.opts.Writeback {
+		return false
+	}
+	return !v.opts.Policy.HasPlaintextRules() || v.opts.NoPassthrough || !CanMount()
+}
+
 // probePassthrough finds out whether the kernel takes backing files from this
 // daemon, by registering the vault config file once, and records why not.
 func (m *Mount) probePassthrough() {
@@ -97,8 +110,12 @@ func (m *Mount) probePassthrough() {
 		v.setPassthrough(false, "turned off by --no-passthrough")
 		return
 	}
-	if m.server.KernelSettings().Flags64()&fuse.CAP_WRITEBACK_CACHE != 0 && v.opts.Writeback {
-		v.setPassthrough(false, "off because the writeback cache is on (the policy has no plaintext rules; the kernel allows only one of the two)")
+	if m.server.KernelSettings().Flags64()&fuse.CAP_WRITEBACK_CACHE != 0 && v.useWriteback() {
+		if !CanMount() {
+			v.setPassthrough(false, "the daemon lacks CAP_SYS_ADMIN, which the kernel requires to register passthrough files (the writeback cache is on instead)")
+		} else {
+			v.setPassthrough(false, "off because the writeback cache is on (the policy has no plaintext rules; the kernel allows only one of the two)")
+		}
 		return
 	}
 	if m.server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {

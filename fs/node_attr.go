@@ -106,7 +106,11 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 		clearSetID(ctx, file)
 	}
 	if !n.isEnc() {
-		return gofs.ToErrno(file.Truncate(size))
+		n.contentMu.Lock()
+		defer n.contentMu.Unlock()
+		err := file.Truncate(size)
+		n.cached = stateOf(file)
+		return gofs.ToErrno(err)
 	}
 	return n.truncateEnc(file, size)
 }

@@ -100,7 +100,15 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		return &passthroughFile{pf}, 0, 0
 	}
 	n.v.stats.plainOpensDaemon.Add(1)
-	return pf, 0, 0
+	// Served by the daemon: keep the page cache while unchanged, as for
+	// encrypted files.
+	var fuseFlags uint32
+	n.contentMu.Lock()
+	if n.keepCache(f) {
+		fuseFlags = fuse.FOPEN_KEEP_CACHE
+	}
+	n.contentMu.Unlock()
+	return pf, fuseFlags, 0
 }
 
 var _ = (gofs.NodeCreater)((*node)(nil))

@@ -42,9 +42,10 @@ type Options struct {
 	Logger *log.Logger
 	// Debug logs every FUSE request.
 	Debug bool
-	// Writeback turns on the kernel's writeback cache, which merges small
-	// writes into large requests. The kernel refuses passthrough on such a
-	// mount, so it only suits a policy without plaintext rules.
+	// Writeback asks for the kernel's writeback cache where passthrough
+	// would not be used anyway (see useWriteback). Off by default: under
+	// concurrent renames and unlinks of files being written, close() can
+	// return EIO from the kernel's writeback path (TestConcurrentDirOps).
 	Writeback bool
 }
 

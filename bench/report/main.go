@@ -334,7 +334,7 @@ func writeMarkdown(w *bytes.Buffer, meta []metaKV, configs []string, st map[stri
 		w.WriteString("\n**Caches: NOT dropped** (not root), so the *-cold* rows are not cold reads. ")
 	}
 	w.WriteString("Warm rows: the whole file is read once with cat, then the job runs twice (time-based) and the second run counts. The small-files steps run with warm caches, each step across all configurations before the next step.\n\n")
-	w.WriteString("Configurations: **native** = the directory itself; **cryptpt-pt** = cryptpt, everything plaintext, kernel passthrough; **cryptpt-nopt** = the same with `--no-passthrough`; **cryptpt-enc** = cryptpt, everything encrypted (writeback cache on); **cryptpt-encmix** = encrypted files in a mount whose policy also has a plaintext rule (passthrough on, so no writeback cache); **gocryptfs** = gocryptfs defaults. All on the same disk, interleaved: for each repetition, for each job, every configuration in turn, the order rotated each repetition.\n\n")
+	w.WriteString("Configurations: **native** = the directory itself; **cryptpt-pt** = cryptpt, everything plaintext, kernel passthrough; **cryptpt-nopt** = the same with `--no-passthrough`; **cryptpt-enc** = cryptpt, everything encrypted; **cryptpt-encwb** = the same with the experimental `--writeback`; **gocryptfs** = gocryptfs defaults. All on the same disk, interleaved: for each repetition, for each job, every configuration in turn, the order rotated each repetition.\n\n")
 	fmt.Fprintf(w, "![speed relative to native](%s)\n\n", svg)
 
 	w.WriteString("## Speed relative to native (median; above 1 is faster than native)\n\n| job |")

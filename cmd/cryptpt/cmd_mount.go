@@ -40,7 +40,7 @@ type mountFlags struct {
 	logFile       string
 	debug         bool
 	idle          time.Duration
-	noWriteback   bool
+	writeback     bool
 }
 
 func runMount(args []string) error {
@@ -56,7 +56,7 @@ func runMount(args []string) error {
 	fl.BoolVar(&mf.untrusted, "untrusted-storage", false, "hide plaintext entries found at paths the policy encrypts (also: vault.untrusted_storage)")
 	fl.StringVar(&mf.logFile, "log", "", "append the daemon's log to `FILE` (default: syslog when in the background)")
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
-	fl.BoolVar(&mf.noWriteback, "no-writeback", false, "keep the kernel's writeback cache off even when the policy has no plaintext rules")
+	fl.BoolVar(&mf.writeback, "writeback", false, "experimental: the kernel's writeback cache where passthrough is not used (much faster small encrypted writes; see README)")
 	fl.DurationVar(&mf.idle, "idle", 0, "unmount after `DURATION` with no open file and no access (e.g. 30m; 0 = never)")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
@@ -275,9 +275,7 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		UntrustedStorage: mf.untrusted,
 		Logger:           logger,
 		Debug:            mf.debug,
-		// Writeback caching merges small writes but rules out passthrough:
-		// only for policies that make nothing plaintext.
-		Writeback: !mf.noWriteback && !cfg.Policy.HasPlaintextRules(),
+		Writeback:        mf.writeback,
 	})
 	if err != nil {
 		hint := ""
