@@ -253,3 +253,30 @@ func TestCacheFollowsOutsideChanges(t *testing.T) {
 		t.Errorf("the changed file was served from the page cache")
 	}
 }
+
+// Names are bytes: newlines, invalid UTF-8 and the like survive both modes
+// and a remount.
+func TestOddNames(t *testing.T) {
+	names := []string{"new\nline", "bad\xff\xfeutf8", "tab\there", " lead", "trail ", "-dash", "~tilde", "~single~", "é", "\x01ctl"}
+	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+		for _, n := range names {
+			must(t, os.WriteFile(tv.Path(n), []byte(n), 0o644))
+		}
+		tv.Unmount(t)
+		tv.Remount(t)
+		ents, err := os.ReadDir(tv.Mnt)
+		must(t, err)
+		got := map[string]bool{}
+		for _, e := range ents {
+			got[e.Name()] = true
+		}
+		for _, n := range names {
+			if !got[n] {
+				t.Errorf("%q not listed after remount", n)
+			}
+			if data, err := os.ReadFile(tv.Path(n)); err != nil || string(data) != n {
+				t.Errorf("%q reads back %q, %v", n, data, err)
+			}
+		}
+	})
+}

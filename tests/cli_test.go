@@ -263,3 +263,20 @@ func TestIdleUnmount(t *testing.T) {
 	}
 	t.Error("still mounted 10 s after the last file was closed, with --idle 1s")
 }
+
+// A killed daemon: status says so in one line, unmount clears the dead
+// mount, and the vault mounts again with everything in it.
+func TestKilledDaemon(t *testing.T) {
+	v := newCLIVault(t)
+	v.mount(t)
+	must(t, os.WriteFile(v.path("f"), []byte("kept"), 0o644))
+	must(t, syscall.Kill(v.status(t).PID, syscall.SIGKILL))
+	time.Sleep(100 * time.Millisecond)
+	expectFail(t, "daemon of "+v.mnt+" is gone", "status", v.mnt)
+	expectFail(t, "already a mount point", "mount", "--config", v.config, "--passfile", v.pwfile, v.backing, v.mnt)
+	run(t, "unmount", v.mnt)
+	v.mount(t)
+	if got, err := os.ReadFile(v.path("f")); err != nil || string(got) != "kept" {
+		t.Errorf("after a killed daemon and a remount: %q, %v", got, err)
+	}
+}

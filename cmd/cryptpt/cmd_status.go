@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,6 +43,9 @@ func readStatus(mp string) (*fs.Status, error) {
 	}
 	buf := make([]byte, 1<<20)
 	n, err := unix.Getxattr(mp, fs.StatusXattr, buf)
+	if errors.Is(err, unix.ENOTCONN) {
+		return nil, fail("run \"cryptpt unmount "+mp+"\", then mount again; the vault itself is unharmed", "the daemon of %s is gone (killed or crashed)", mp)
+	}
 	if err != nil {
 		return nil, fail("", "cannot ask the daemon of %s: %v", mp, err)
 	}
