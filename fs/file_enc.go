@@ -313,9 +313,7 @@ func (h *encFile) Flush(ctx context.Context) syscall.Errno { return h.locks.Flus
 var _ = (gofs.FileReleaser)((*encFile)(nil))
 
 func (h *encFile) Release(ctx context.Context) syscall.Errno {
-	h.n.opens.Add(-1)
-	h.n.v.openFiles.Add(-1)
-	h.n.v.touch()
+	h.n.trackClose(h.f)
 	return gofs.ToErrno(h.f.Close())
 }
 

@@ -61,9 +61,7 @@ func (h *plainFile) Flush(ctx context.Context) syscall.Errno { return h.lf.Flush
 var _ = (gofs.FileReleaser)((*plainFile)(nil))
 
 func (h *plainFile) Release(ctx context.Context) syscall.Errno {
-	h.n.opens.Add(-1)
-	h.n.v.openFiles.Add(-1)
-	h.n.v.touch()
+	h.n.trackClose(h.f)
 	return h.lf.Release(ctx)
 }
 

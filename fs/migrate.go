@@ -124,7 +124,7 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 // convertFile writes a copy of a file in the other mode and puts it in
 // place of the original. The caller holds the parent's treeMu shared.
 func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Stat_t, wantEnc bool) syscall.Errno {
-	if n.opens.Load() > 0 {
+	if n.openCount() > 0 {
 		return syscall.EBUSY
 	}
 	if st.Nlink > 1 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,9 +51,46 @@ type node struct {
 	// cache. Guarded by contentMu.
 	cached backingState
 
-	// opens counts this node's open file handles; migrate refuses to
-	// replace a file that is open.
-	opens atomic.Int32
+	// files are the backing files of this node's open handles: migrate
+	// refuses to replace an open file, and attribute changes reach a file
+	// that has no name any more through them.
+	filesMu sync.Mutex
+	files   map[*os.File]struct{}
+}
+
+func (n *node) trackOpen(f *os.File) {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	if n.files == nil {
+		n.files = map[*os.File]struct{}{}
+	}
+	n.files[f] = struct{}{}
+	n.v.openFiles.Add(1)
+	n.v.touch()
+}
+
+func (n *node) trackClose(f *os.File) {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	delete(n.files, f)
+	n.v.openFiles.Add(-1)
+	n.v.touch()
+}
+
+func (n *node) openCount() int {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	return len(n.files)
+}
+
+// anyOpenFile returns the backing file of one of the node's open handles.
+func (n *node) anyOpenFile() *os.File {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	for f := range n.files {
+		return f
+	}
+	return nil
 }
 
 func (v *vault) newNode(enc bool) *node {
@@ -281,8 +319,12 @@ func statGen(dirfd int, name string, st *syscall.Stat_t) (uint64, error) {
 }
 
 func fstatat(dirfd int, name string, st *syscall.Stat_t) error {
+	return fstatatFlags(dirfd, name, atFlags(name), st)
+}
+
+func fstatatFlags(dirfd int, name string, flags int, st *syscall.Stat_t) error {
 	var ust unix.Stat_t
-	if err := unix.Fstatat(dirfd, name, &ust, atFlags(name)); err != nil {
+	if err := unix.Fstatat(dirfd, name, &ust, flags); err != nil {
 		return err
 	}
 	*st = statFromUnix(&ust)

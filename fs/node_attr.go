@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"syscall"
 
@@ -19,18 +20,12 @@ var _ = (gofs.NodeGetattrer)((*node)(nil))
 
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var st syscall.Stat_t
-	if h, ok := f.(fdHolder); ok {
-		if err := syscall.Fstat(int(h.backingFile().Fd()), &st); err != nil {
-			return gofs.ToErrno(err)
-		}
-	} else {
-		fd, stored, errno := n.at()
-		if errno != 0 {
-			return errno
-		}
-		if err := fstatat(fd, stored, &st); err != nil {
-			return gofs.ToErrno(err)
-		}
+	fd, stored, flags, errno := n.attrTarget(f)
+	if errno != 0 {
+		return errno
+	}
+	if err := fstatatFlags(fd, stored, flags, &st); err != nil {
+		return gofs.ToErrno(err)
 	}
 	n.fillAttr(&st, &out.Attr)
 	return 0
@@ -42,11 +37,10 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	fd, stored, errno := n.at()
+	fd, stored, flags, errno := n.attrTarget(f)
 	if errno != 0 {
 		return errno
 	}
-	flags := atFlags(stored)
 	if mode, ok := in.GetMode(); ok {
 		if err := unix.Fchmodat(fd, stored, mode&07777, flags); err != nil {
 			return gofs.ToErrno(err)
@@ -88,19 +82,38 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	return n.Getattr(ctx, f, out)
 }
 
+// attrTarget says where Setattr changes attributes: through the open handle
+// when there is one, else by name, else (a file unlinked or renamed over
+// while open, e.g. the kernel's writeback of mtime at close) through any
+// open handle of the node.
+func (n *node) attrTarget(f gofs.FileHandle) (dirfd int, name string, flags int, errno syscall.Errno) {
+	if h, ok := f.(fdHolder); ok {
+		return unix.AT_FDCWD, fdPath(h.backingFile()), 0, 0
+	}
+	dirfd, name, errno = n.at()
+	if errno == syscall.ENOENT {
+		if of := n.anyOpenFile(); of != nil {
+			return unix.AT_FDCWD, fdPath(of), 0, 0
+		}
+	}
+	return dirfd, name, atFlags(name), errno
+}
+
+// fdPath names an open file for the *at calls that lack an fd form
+// (utimensat with nanoseconds, fchmodat2). The magic link is the file itself.
+func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
+
 // truncate sets the size of a regular file, through the open handle when
 // there is one.
 func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, killSetID bool) syscall.Errno {
 	var file *os.File
 	if h, ok := f.(fdHolder); ok {
 		file = h.backingFile()
-	} else {
-		opened, errno := n.openBacking(unix.O_RDWR)
-		if errno != 0 {
-			return errno
-		}
+	} else if opened, errno := n.openBacking(unix.O_RDWR); errno == 0 {
 		defer opened.Close()
 		file = opened
+	} else if file = n.anyOpenFile(); errno != syscall.ENOENT || file == nil {
+		return errno
 	}
 	if killSetID {
 		clearSetID(ctx, file)

@@ -80,9 +80,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 			return nil, 0, errno
 		}
 		n.v.stats.encOpens.Add(1)
-		n.opens.Add(1)
-		n.v.openFiles.Add(1)
-		n.v.touch()
+		n.trackOpen(f)
 		return newEncFile(n, f), fuseFlags, 0
 	}
 	if flags&syscall.O_TRUNC != 0 {
@@ -92,9 +90,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		}
 	}
 	pf := newPlainFile(n, f)
-	n.opens.Add(1)
-	n.v.openFiles.Add(1)
-	n.v.touch()
+	n.trackOpen(f)
 	if n.v.passthrough() && !needsDaemonIO(f) {
 		n.v.stats.plainOpensPassthrough.Add(1)
 		return &passthroughFile{pf}, 0, 0

@@ -27,6 +27,12 @@ const (
 // follow a final symlink. /proc/self/fd/N resolves to the directory itself.
 func (n *node) xattrPath() (string, syscall.Errno) {
 	fd, stored, errno := n.at()
+	if errno == syscall.ENOENT {
+		// Unlinked or renamed over while open: its open handle still names it.
+		if of := n.anyOpenFile(); of != nil {
+			return fdPath(of), 0
+		}
+	}
 	if errno != 0 {
 		return "", errno
 	}
