@@ -14,6 +14,10 @@ trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
+# Run from the tour's directory with cryptpt on PATH, so commands read short.
+PATH=$(dirname "$bin"):$PATH
+cd "$work"
+echo "The tour works in $work (removed at the end)."
 
 mkdir -p "$mnt"
 printf 'demo password\n' > "$work/password"
@@ -29,20 +33,20 @@ plaintext = ["Videos/", "!Videos/private/"]
 TOML
 
 say "1. Create a vault (a cheap KDF for the demo; real vaults use ~1 s of Argon2id)"
-show "$bin" init --passfile "$work/password" --kdf-time 1 --kdf-memory 8192 "$vault"
+show cryptpt init --passfile password --kdf-time 1 --kdf-memory 8192 vault
 
-say "2. The policy, from $work/config.toml"
-sed -n '/\[policy\]/,$p' "$work/config.toml"
+say "2. The policy, from config.toml"
+sed -n '/\[policy\]/,$p' config.toml
 
 say "3. Mount it (the daemon goes to the background once the mount works)"
-show "$bin" mount --config "$work/config.toml" --passfile "$work/password"
+show cryptpt mount --config config.toml --passfile password
 
 say "4. Write a document and a video through the mount"
-mkdir -p "$mnt/Documents" "$mnt/Videos"
-echo "Dear diary, the launch code is 0000." > "$mnt/Documents/diary.txt"
-head -c 3000000 /dev/urandom > "$mnt/Videos/holiday.mp4"
-show ls -l "$mnt" "$mnt/Documents" "$mnt/Videos"
-show cat "$mnt/Documents/diary.txt"
+mkdir -p Private/Documents Private/Videos
+echo "Dear diary, the launch code is 0000." > Private/Documents/diary.txt
+head -c 3000000 /dev/urandom > Private/Videos/holiday.mp4
+show ls -l Private/Documents Private/Videos
+show cat Private/Documents/diary.txt
 
 say "5. What the vault holds: encrypted names and bytes beside plaintext ones"
 (cd "$vault" && find . -path ./~~vault.toml -prune -o -print | sort | sed 's/^/    /')
@@ -51,16 +55,18 @@ printf 'The diary in the vault (%s), first bytes:\n' "${diary#$vault/}"
 od -A d -t x1 "$diary" | head -3
 if grep -rq "launch code" "$vault"; then echo "!! plaintext found in the vault"; exit 1; fi
 echo 'grep -r "launch code" in the vault: no match (the document is encrypted)'
-cmp "$mnt/Videos/holiday.mp4" "$vault/Videos/holiday.mp4" && echo "Videos/holiday.mp4 in the vault is byte-identical to what was written (plaintext)"
+cmp Private/Videos/holiday.mp4 vault/Videos/holiday.mp4 && echo "Videos/holiday.mp4 in the vault is byte-identical to what was written (plaintext)"
 
 say "6. Read the video through the mount, then ask the daemon what happened"
-cat "$mnt/Videos/holiday.mp4" > /dev/null
-show "$bin" status "$mnt"
+cat Private/Videos/holiday.mp4 > /dev/null
+show cryptpt status Private
+echo "(The 3 MB video was written and read by the kernel itself: the daemon saw no plaintext"
+echo " read or write. Only the encrypted diary went through the daemon's crypto.)"
 
 say "7. Why is each path what it is?"
-show "$bin" explain --config "$work/config.toml" "$mnt/Documents/diary.txt" "$mnt/Videos/holiday.mp4" Videos/private/secret.mp4
+show cryptpt explain --config config.toml Private/Documents/diary.txt Private/Videos/holiday.mp4 Videos/private/secret.mp4
 
 say "8. Unmount"
-show "$bin" unmount "$mnt"
+show cryptpt unmount Private
 echo
 echo "Done. The tour's files lived in $work and are removed now."
