@@ -1,7 +1,6 @@
 package fs_test
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -9,11 +8,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"cryptpt/crypt"
 	"cryptpt/fs"
+	"cryptpt/internal/fstest"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,195 +20,29 @@ import (
 // These tests drive one in-process mount from many goroutines, so that
 // `go test -race ./fs/` sees the daemon's locking under load.
 
-const concBlock = 4096
-
-// TestConcurrentBlockIO has writers put whole, uniform 4 KiB blocks into an
-// encrypted file at overlapping offsets while readers (O_DIRECT, so every
-// read is one request to the daemon) check that each block they see is
-// uniform: a block is rewritten under the node's lock, so a mix of two
-// writes inside one block means a torn block. A second region is written in
-// 512-byte sectors at offsets that straddle blocks, each writer in its own
-// byte range; its final content must be exactly the last sectors written,
-// which catches a lost read-modify-write of a shared block.
+// TestConcurrentBlockIO has writers put whole blocks and block-straddling
+// sectors into one encrypted file while O_DIRECT readers check that no block
+// is ever torn; the end state must hold each owner's last write, also after
+// a remount (see fstest.SharedFile).
 func TestConcurrentBlockIO(t *testing.T) {
 	tv := fs.NewTestVault(t, fs.TestOptions{})
-	p := tv.Path("shared")
-	const (
-		alignedBlocks = 16
-		unalignedBase = alignedBlocks * concBlock
-		sliceLen      = 5 * 512 // per unaligned writer: never a multiple of 4096
-		unalignedN    = 3
-		writers       = 4
-		readers       = 3
-		opsPerWorker  = 300
-	)
-	size := unalignedBase + unalignedN*sliceLen
-	init := bytes.Repeat([]byte{1}, size)
-	for i := unalignedBase; i < size; i++ {
-		init[i] = 0
+	sf := fstest.SharedFile{Path: tv.Path("shared"), AlignedBlocks: 16, Unaligned: 3}
+	must(t, sf.Create())
+	final, err := sf.Run(4, 3, 300)
+	if err != nil {
+		t.Fatal(err)
 	}
-	must(t, os.WriteFile(p, init, 0o644))
-
-	var wg sync.WaitGroup
-	errs := make(chan error, 100)
-	report := func(err error) {
-		select {
-		case errs <- err:
-		default:
-		}
+	if err := sf.CheckFinal(final); err != nil {
+		t.Errorf("after the run: %v", err)
 	}
-	final := make([][]byte, unalignedN) // last content of each unaligned slice
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 1))
-			f, err := os.OpenFile(p, os.O_WRONLY, 0)
-			if err != nil {
-				report(err)
-				return
-			}
-			defer f.Close()
-			for i := 0; i < opsPerWorker; i++ {
-				b := rng.IntN(alignedBlocks)
-				n := 1 + rng.IntN(3) // 1-3 whole blocks in one write
-				n = min(n, alignedBlocks-b)
-				buf := make([]byte, 0, n*concBlock)
-				for k := 0; k < n; k++ {
-					buf = append(buf, bytes.Repeat([]byte{byte(2 + rng.IntN(250))}, concBlock)...)
-				}
-				if _, err := f.WriteAt(buf, int64(b*concBlock)); err != nil {
-					report(fmt.Errorf("aligned writer %d: %w", w, err))
-					return
-				}
-			}
-		}()
-	}
-	for u := 0; u < unalignedN; u++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(u), 2))
-			f, err := os.OpenFile(p, os.O_WRONLY, 0)
-			if err != nil {
-				report(err)
-				return
-			}
-			defer f.Close()
-			cur := make([]byte, sliceLen)
-			for i := 0; i < opsPerWorker; i++ {
-				s0 := rng.IntN(5)
-				s1 := s0 + 1 + rng.IntN(5-s0)
-				for s := s0; s < s1; s++ {
-					copy(cur[s*512:(s+1)*512], bytes.Repeat([]byte{byte(1 + rng.IntN(255))}, 512))
-				}
-				off := int64(unalignedBase + u*sliceLen + s0*512)
-				if _, err := f.WriteAt(cur[s0*512:s1*512], off); err != nil {
-					report(fmt.Errorf("unaligned writer %d: %w", u, err))
-					return
-				}
-			}
-			final[u] = cur
-		}()
-	}
-	for r := 0; r < readers; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(r), 3))
-			f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECT, 0)
-			if err != nil {
-				report(err)
-				return
-			}
-			defer f.Close()
-			buf := make([]byte, size)
-			for i := 0; i < opsPerWorker; i++ {
-				off := rng.IntN(size)
-				n := 1 + rng.IntN(min(size-off, 5*concBlock))
-				if rng.IntN(2) == 0 { // aligned reads too
-					off = concBlock * rng.IntN(size/concBlock)
-					n = min(size-off, concBlock*(1+rng.IntN(4)))
-				}
-				got, err := f.ReadAt(buf[:n], int64(off))
-				if err != nil {
-					report(fmt.Errorf("reader %d at %d+%d: %w", r, off, n, err))
-					return
-				}
-				if err := checkUniform(buf[:got], off, unalignedBase); err != nil {
-					report(fmt.Errorf("reader %d: %w", r, err))
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if t.Failed() {
-		return
-	}
-	checkFinal := func(when string) {
-		got, err := os.ReadFile(p)
-		must(t, err)
-		if len(got) != size {
-			t.Fatalf("%s: size %d, want %d", when, len(got), size)
-		}
-		if err := checkUniform(got, 0, unalignedBase); err != nil {
-			t.Errorf("%s: %v", when, err)
-		}
-		for u, want := range final {
-			at := unalignedBase + u*sliceLen
-			if !bytes.Equal(got[at:at+sliceLen], want) {
-				t.Errorf("%s: the slice of unaligned writer %d is not what it wrote last (lost update)", when, u)
-			}
-		}
-	}
-	checkFinal("after the run")
 	tv.Unmount(t)
 	tv.Remount(t)
-	checkFinal("after a remount")
+	if err := sf.CheckFinal(final); err != nil {
+		t.Errorf("after a remount: %v", err)
+	}
 	if strings.Contains(tv.Log(), "authentication failed") {
 		t.Errorf("daemon log:\n%s", tv.Log())
 	}
-}
-
-// checkUniform checks buf, read at file offset off: every whole 4 KiB block
-// below split is one nonzero byte repeated, every whole 512-byte sector from
-// split on is one byte repeated.
-func checkUniform(buf []byte, off, split int) error {
-	for i := 0; i < len(buf); {
-		pos := off + i
-		unit := concBlock
-		if pos >= split {
-			unit = 512
-			pos -= split
-		}
-		start := pos - pos%unit
-		if pos != start || len(buf)-i < unit || (off+i < split && off+i+unit > split) {
-			next := unit - pos%unit
-			i += next
-			continue
-		}
-		blk := buf[i : i+unit]
-		if (unit == concBlock && blk[0] == 0) || !bytes.Equal(blk, bytes.Repeat(blk[:1], unit)) {
-			return fmt.Errorf("torn %d-byte unit at file offset %d: starts with %d, first differing byte at %d",
-				unit, off+i, blk[0], firstNonEqual(blk))
-		}
-		i += unit
-	}
-	return nil
-}
-
-func firstNonEqual(b []byte) int {
-	for i := range b {
-		if b[i] != b[0] {
-			return i
-		}
-	}
-	return -1
 }
 
 // TestConcurrentDirOps creates, writes, renames, links and deletes entries

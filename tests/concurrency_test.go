@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"cryptpt/crypt"
+	"cryptpt/internal/fstest"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,8 +21,6 @@ import (
 // processes (sh loops running dd, mv, ln, rm) share one encrypted file and
 // one directory. fs/concurrency_test.go runs the in-process variant under
 // the race detector.
-
-const concBlock = 4096
 
 // TestConcurrentSharedFile: whole uniform 4 KiB blocks written at
 // overlapping offsets by goroutines and by dd processes; 512-byte sectors
@@ -37,28 +35,20 @@ func TestConcurrentSharedFile(t *testing.T) {
 	}
 	v := newCLIVault(t)
 	v.mount(t)
-	p := v.path("shared")
-	const (
-		alignedBlocks = 32
-		unalignedBase = alignedBlocks * concBlock
-		sliceLen      = 5 * 512
-		unalignedN    = 3
-	)
-	size := unalignedBase + unalignedN*sliceLen
-	init := bytes.Repeat([]byte{1}, size)
-	clear(init[unalignedBase:])
-	must(t, os.WriteFile(p, init, 0o644))
+	sf := fstest.SharedFile{Path: v.path("shared"), AlignedBlocks: 32, Unaligned: 3}
+	must(t, sf.Create())
 
-	// dd writer processes, each with its own block values 250..253.
+	// dd writer processes, each with its own block value 250..251, above
+	// the goroutine writers' values.
 	dir := t.TempDir()
 	var procs []*exec.Cmd
 	rng := rand.New(rand.NewPCG(11, 11))
 	for k := 0; k < 2; k++ {
 		pat := filepath.Join(dir, fmt.Sprintf("pat%d", k))
-		must(t, os.WriteFile(pat, bytes.Repeat([]byte{byte(250 + k)}, concBlock), 0o644))
+		must(t, os.WriteFile(pat, bytes.Repeat([]byte{byte(250 + k)}, fstest.Block), 0o644))
 		var script strings.Builder
 		for i := 0; i < procOps; i++ {
-			fmt.Fprintf(&script, "dd if=%s of=%s bs=4096 seek=%d count=1 conv=notrunc status=none || exit 1\n", pat, p, rng.IntN(alignedBlocks))
+			fmt.Fprintf(&script, "dd if=%s of=%s bs=4096 seek=%d count=1 conv=notrunc status=none || exit 1\n", pat, sf.Path, rng.IntN(sf.AlignedBlocks))
 		}
 		procs = append(procs, shScript(t, dir, script.String()))
 	}
@@ -67,141 +57,40 @@ func TestConcurrentSharedFile(t *testing.T) {
 	must(t, os.Mkdir(copies, 0o755))
 	var rscript strings.Builder
 	for i := 0; i < procOps/2; i++ {
-		fmt.Fprintf(&rscript, "dd if=%s of=%s/%d bs=1M iflag=direct status=none || exit 1\n", p, copies, i)
+		fmt.Fprintf(&rscript, "dd if=%s of=%s/%d bs=1M iflag=direct status=none || exit 1\n", sf.Path, copies, i)
 	}
 	procs = append(procs, shScript(t, dir, rscript.String()))
 	for _, c := range procs {
 		must(t, c.Start())
 	}
-
-	var wg sync.WaitGroup
-	errs := make(chan error, 100)
-	report := func(err error) {
-		select {
-		case errs <- err:
-		default:
-		}
+	final, err := sf.Run(3, 3, ops)
+	if err != nil {
+		t.Error(err)
 	}
-	final := make([][]byte, unalignedN)
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 1))
-			f, err := os.OpenFile(p, os.O_WRONLY, 0)
-			if err != nil {
-				report(err)
-				return
-			}
-			defer f.Close()
-			for i := 0; i < ops; i++ {
-				b := rng.IntN(alignedBlocks)
-				n := min(1+rng.IntN(4), alignedBlocks-b)
-				var buf []byte
-				for k := 0; k < n; k++ {
-					buf = append(buf, bytes.Repeat([]byte{byte(2 + rng.IntN(240))}, concBlock)...)
-				}
-				if _, err := f.WriteAt(buf, int64(b*concBlock)); err != nil {
-					report(fmt.Errorf("aligned writer %d: %w", w, err))
-					return
-				}
-			}
-		}()
-	}
-	for u := 0; u < unalignedN; u++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(u), 2))
-			f, err := os.OpenFile(p, os.O_WRONLY, 0)
-			if err != nil {
-				report(err)
-				return
-			}
-			defer f.Close()
-			cur := make([]byte, sliceLen)
-			for i := 0; i < ops; i++ {
-				s0 := rng.IntN(5)
-				s1 := s0 + 1 + rng.IntN(5-s0)
-				for s := s0; s < s1; s++ {
-					copy(cur[s*512:(s+1)*512], bytes.Repeat([]byte{byte(1 + rng.IntN(255))}, 512))
-				}
-				if _, err := f.WriteAt(cur[s0*512:s1*512], int64(unalignedBase+u*sliceLen+s0*512)); err != nil {
-					report(fmt.Errorf("unaligned writer %d: %w", u, err))
-					return
-				}
-			}
-			final[u] = cur
-		}()
-	}
-	for r := 0; r < 3; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(r), 3))
-			f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECT, 0)
-			if err != nil {
-				report(err)
-				return
-			}
-			defer f.Close()
-			buf := make([]byte, size)
-			for i := 0; i < ops; i++ {
-				off := rng.IntN(size)
-				n := 1 + rng.IntN(min(size-off, 6*concBlock))
-				got, err := f.ReadAt(buf[:n], int64(off))
-				if err != nil {
-					report(fmt.Errorf("reader %d at %d+%d: %w", r, off, n, err))
-					return
-				}
-				if err := uniformUnits(buf[:got], off, unalignedBase); err != nil {
-					report(fmt.Errorf("reader %d: %w", r, err))
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
 	for _, c := range procs {
 		if err := c.Wait(); err != nil {
 			t.Errorf("%s: %v", c.Args[1], err)
 		}
-	}
-	close(errs)
-	for err := range errs {
-		t.Error(err)
 	}
 	ents, err := os.ReadDir(copies)
 	must(t, err)
 	for _, e := range ents {
 		data, err := os.ReadFile(filepath.Join(copies, e.Name()))
 		must(t, err)
-		if len(data) != size {
-			t.Errorf("dd copy %s has %d bytes, want %d", e.Name(), len(data), size)
-		} else if err := uniformUnits(data, 0, unalignedBase); err != nil {
+		if len(data) != sf.Size() {
+			t.Errorf("dd copy %s has %d bytes, want %d", e.Name(), len(data), sf.Size())
+		} else if err := sf.CheckUniform(data, 0); err != nil {
 			t.Errorf("dd copy %s: %v", e.Name(), err)
 		}
 	}
-	check := func(when string) {
-		got, err := os.ReadFile(p)
-		must(t, err)
-		if len(got) != size {
-			t.Fatalf("%s: size %d, want %d", when, len(got), size)
-		}
-		if err := uniformUnits(got, 0, unalignedBase); err != nil {
-			t.Errorf("%s: %v", when, err)
-		}
-		for u, want := range final {
-			at := unalignedBase + u*sliceLen
-			if !bytes.Equal(got[at:at+sliceLen], want) {
-				t.Errorf("%s: the range of unaligned writer %d is not what it wrote last (lost update)", when, u)
-			}
-		}
+	if err := sf.CheckFinal(final); err != nil {
+		t.Errorf("after the run: %v", err)
 	}
-	check("after the run")
 	v.unmount(t)
 	v.mount(t)
-	check("after a remount")
+	if err := sf.CheckFinal(final); err != nil {
+		t.Errorf("after a remount: %v", err)
+	}
 	if st := v.status(t); st.AuthFailures != 0 {
 		t.Errorf("%d authentication failures", st.AuthFailures)
 	}
@@ -217,28 +106,6 @@ func shScript(t *testing.T, dir, script string) *exec.Cmd {
 	must(t, err)
 	must(t, f.Close())
 	return exec.Command("sh", f.Name())
-}
-
-// uniformUnits checks buf, read at file offset off: each whole 4 KiB block
-// below split is one nonzero byte repeated, each whole 512-byte sector from
-// split on is one byte repeated.
-func uniformUnits(buf []byte, off, split int) error {
-	for i := 0; i < len(buf); {
-		pos, unit := off+i, concBlock
-		if pos >= split {
-			pos, unit = pos-split, 512
-		}
-		if pos%unit != 0 || len(buf)-i < unit {
-			i += unit - pos%unit
-			continue
-		}
-		u := buf[i : i+unit]
-		if (unit == concBlock && u[0] == 0) || !bytes.Equal(u, bytes.Repeat(u[:1], unit)) {
-			return fmt.Errorf("torn %d-byte unit at file offset %d", unit, off+i)
-		}
-		i += unit
-	}
-	return nil
 }
 
 // TestConcurrentDirectory: goroutines and sh processes create, rename, link
