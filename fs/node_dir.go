@@ -215,7 +215,14 @@ func (n *node) dropSidecar(fd int, stored string) {
 
 var _ = (gofs.NodeMknoder)((*node)(nil))
 
+// Mknod makes fifos and sockets. Device nodes are refused: they would be
+// real devices in the vault directory, which has no nodev protection.
 func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFIFO, syscall.S_IFSOCK:
+	default:
+		return nil, syscall.EPERM
+	}
 	n.treeMu.RLock()
 	defer n.treeMu.RUnlock()
 	enc := n.encryptNew(name, false)
