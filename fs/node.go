@@ -83,12 +83,18 @@ func (n *node) openCount() int {
 	return len(n.files)
 }
 
-// anyOpenFile returns the backing file of one of the node's open handles.
-func (n *node) anyOpenFile() *os.File {
+// dupOpenFile returns a duplicate of the backing fd of one of the node's
+// open handles, or nil. A duplicate, because the handle may be released,
+// and its fd number reused, while the caller works; the caller closes it.
+func (n *node) dupOpenFile() *os.File {
 	n.filesMu.Lock()
 	defer n.filesMu.Unlock()
 	for f := range n.files {
-		return f
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil
+		}
+		return os.NewFile(uintptr(fd), f.Name())
 	}
 	return nil
 }

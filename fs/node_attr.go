@@ -20,11 +20,20 @@ var _ = (gofs.NodeGetattrer)((*node)(nil))
 
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var st syscall.Stat_t
-	fd, stored, flags, errno := n.attrTarget(f)
+	fd, stored, flags, done, errno := n.attrTarget(f, false)
 	if errno != 0 {
 		return errno
 	}
-	if err := fstatatFlags(fd, stored, flags, &st); err != nil {
+	defer done()
+	err := fstatatFlags(fd, stored, flags, &st)
+	if err == unix.ENOENT && flags != 0 {
+		// Gone from the vault under its name, but maybe still open.
+		if of := n.dupOpenFile(); of != nil {
+			err = syscall.Fstat(int(of.Fd()), &st)
+			of.Close()
+		}
+	}
+	if err != nil {
 		return gofs.ToErrno(err)
 	}
 	n.fillAttr(&st, &out.Attr)
@@ -37,10 +46,11 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	fd, stored, flags, errno := n.attrTarget(f)
+	fd, stored, flags, done, errno := n.attrTarget(f, true)
 	if errno != 0 {
 		return errno
 	}
+	defer done()
 	if mode, ok := in.GetMode(); ok {
 		if err := unix.Fchmodat(fd, stored, mode&07777, flags); err != nil {
 			return gofs.ToErrno(err)
@@ -86,17 +96,26 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 // when there is one, else by name, else (a file unlinked or renamed over
 // while open, e.g. the kernel's writeback of mtime at close) through any
 // open handle of the node.
-func (n *node) attrTarget(f gofs.FileHandle) (dirfd int, name string, flags int, errno syscall.Errno) {
+// done releases what the target holds.
+func (n *node) attrTarget(f gofs.FileHandle, check bool) (dirfd int, name string, flags int, done func(), errno syscall.Errno) {
+	done = func() {}
 	if h, ok := f.(fdHolder); ok {
-		return unix.AT_FDCWD, fdPath(h.backingFile()), 0, 0
+		return unix.AT_FDCWD, fdPath(h.backingFile()), 0, done, 0
 	}
 	dirfd, name, errno = n.at()
-	if errno == syscall.ENOENT {
-		if of := n.anyOpenFile(); of != nil {
-			return unix.AT_FDCWD, fdPath(of), 0, 0
+	if errno == 0 && name != "" && check {
+		// The name may have gone in the vault before go-fuse's tree knows.
+		var st syscall.Stat_t
+		if err := fstatat(dirfd, name, &st); err == unix.ENOENT {
+			errno = syscall.ENOENT
 		}
 	}
-	return dirfd, name, atFlags(name), errno
+	if errno == syscall.ENOENT {
+		if of := n.dupOpenFile(); of != nil {
+			return unix.AT_FDCWD, fdPath(of), 0, func() { of.Close() }, 0
+		}
+	}
+	return dirfd, name, atFlags(name), done, errno
 }
 
 // fdPath names an open file for the *at calls that lack an fd form
@@ -112,8 +131,10 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 	} else if opened, errno := n.openBacking(unix.O_RDWR); errno == 0 {
 		defer opened.Close()
 		file = opened
-	} else if file = n.anyOpenFile(); errno != syscall.ENOENT || file == nil {
+	} else if file = n.dupOpenFile(); errno != syscall.ENOENT || file == nil {
 		return errno
+	} else {
+		defer file.Close()
 	}
 	if killSetID {
 		clearSetID(ctx, file)

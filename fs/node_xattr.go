@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -23,23 +24,83 @@ const (
 	ModeXattr = "security.cryptpt.mode"
 )
 
-// xattrPath names the backing entry for the l*xattr calls, which do not
-// follow a final symlink. /proc/self/fd/N resolves to the directory itself.
-func (n *node) xattrPath() (string, syscall.Errno) {
+// xattrTarget names a backing entry for the xattr syscalls: a path under
+// /proc/self/fd of its directory, used without following a final symlink,
+// or, for the root and for files that lost their name while open, the
+// magic link of an fd, which must be followed.
+type xattrTarget struct {
+	path   string
+	follow bool
+}
+
+// withXattr runs op on the entry, and once more through an open handle if
+// it has no name any more (unlinked or renamed over while open).
+func (n *node) withXattr(op func(t xattrTarget) error) syscall.Errno {
 	fd, stored, errno := n.at()
-	if errno == syscall.ENOENT {
-		// Unlinked or renamed over while open: its open handle still names it.
-		if of := n.anyOpenFile(); of != nil {
-			return fdPath(of), 0
+	var err error
+	switch {
+	case errno == syscall.ENOENT:
+		err = unix.ENOENT
+	case errno != 0:
+		return errno
+	case stored == "":
+		err = op(xattrTarget{fmt.Sprintf("/proc/self/fd/%d", fd), true})
+	default:
+		err = op(xattrTarget{fmt.Sprintf("/proc/self/fd/%d/%s", fd, stored), false})
+	}
+	if errors.Is(err, unix.ENOENT) {
+		if of := n.dupOpenFile(); of != nil {
+			err = op(xattrTarget{fdPath(of), true})
+			of.Close()
 		}
 	}
-	if errno != 0 {
-		return "", errno
+	return gofs.ToErrno(err)
+}
+
+func (t xattrTarget) get(attr string, dest []byte) (int, error) {
+	if t.follow {
+		return unix.Getxattr(t.path, attr, dest)
 	}
-	if stored == "" {
-		return fmt.Sprintf("/proc/self/fd/%d", fd), 0
+	return unix.Lgetxattr(t.path, attr, dest)
+}
+
+func (t xattrTarget) getAll(attr string) ([]byte, error) {
+	for {
+		sz, err := t.get(attr, nil)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, sz)
+		got, err := t.get(attr, buf)
+		if err == unix.ERANGE {
+			continue // grew in between
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:got], nil
 	}
-	return fmt.Sprintf("/proc/self/fd/%d/%s", fd, stored), 0
+}
+
+func (t xattrTarget) set(attr string, data []byte, flags int) error {
+	if t.follow {
+		return unix.Setxattr(t.path, attr, data, flags)
+	}
+	return unix.Lsetxattr(t.path, attr, data, flags)
+}
+
+func (t xattrTarget) remove(attr string) error {
+	if t.follow {
+		return unix.Removexattr(t.path, attr)
+	}
+	return unix.Lremovexattr(t.path, attr)
+}
+
+func (t xattrTarget) list(dest []byte) (int, error) {
+	if t.follow {
+		return unix.Listxattr(t.path, dest)
+	}
+	return unix.Llistxattr(t.path, dest)
 }
 
 // sealsXattr reports whether attr's value is stored encrypted: user
@@ -73,17 +134,20 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if data, ok := n.virtualXattr(attr); ok {
 		return copyXattr(data, dest)
 	}
-	p, errno := n.xattrPath()
-	if errno != 0 {
-		return 0, errno
-	}
 	if !n.sealsXattr(attr) {
-		sz, err := unix.Lgetxattr(p, attr, dest)
-		return uint32(sz), gofs.ToErrno(err)
+		var sz int
+		errno := n.withXattr(func(t xattrTarget) (err error) {
+			sz, err = t.get(attr, dest)
+			return err
+		})
+		return uint32(sz), errno
 	}
-	sealed, err := lgetxattrAll(p, attr)
-	if err != nil {
-		return 0, gofs.ToErrno(err)
+	var sealed []byte
+	if errno := n.withXattr(func(t xattrTarget) (err error) {
+		sealed, err = t.getAll(attr)
+		return err
+	}); errno != 0 {
+		return 0, errno
 	}
 	value, err := n.v.opts.Keys.OpenMeta(sealed, xattrAD(attr))
 	if err != nil {
@@ -104,24 +168,6 @@ func copyXattr(data, dest []byte) (uint32, syscall.Errno) {
 	return uint32(copy(dest, data)), 0
 }
 
-func lgetxattrAll(path, attr string) ([]byte, error) {
-	for {
-		sz, err := unix.Lgetxattr(path, attr, nil)
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, sz)
-		got, err := unix.Lgetxattr(path, attr, buf)
-		if err == unix.ERANGE {
-			continue // grew in between
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:got], nil
-	}
-}
-
 var _ = (gofs.NodeSetxattrer)((*node)(nil))
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
@@ -134,14 +180,10 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	p, errno := n.xattrPath()
-	if errno != 0 {
-		return errno
-	}
 	if n.sealsXattr(attr) {
 		data = n.v.opts.Keys.SealMeta(data, xattrAD(attr))
 	}
-	return gofs.ToErrno(unix.Lsetxattr(p, attr, data, int(flags)))
+	return n.withXattr(func(t xattrTarget) error { return t.set(attr, data, int(flags)) })
 }
 
 var _ = (gofs.NodeRemovexattrer)((*node)(nil))
@@ -153,20 +195,16 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	p, errno := n.xattrPath()
-	if errno != 0 {
-		return errno
-	}
-	return gofs.ToErrno(unix.Lremovexattr(p, attr))
+	return n.withXattr(func(t xattrTarget) error { return t.remove(attr) })
 }
 
 var _ = (gofs.NodeListxattrer)((*node)(nil))
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	p, errno := n.xattrPath()
-	if errno != 0 {
-		return 0, errno
-	}
-	sz, err := unix.Llistxattr(p, dest)
-	return uint32(sz), gofs.ToErrno(err)
+	var sz int
+	errno := n.withXattr(func(t xattrTarget) (err error) {
+		sz, err = t.list(dest)
+		return err
+	})
+	return uint32(sz), errno
 }
