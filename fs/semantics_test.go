@@ -295,3 +295,27 @@ func TestMknod(t *testing.T) {
 		}
 	})
 }
+
+// Extended attributes on the mount root, and on a file that was unlinked
+// while open (reached through its open handle).
+func TestXattrRootAndUnlinkedOpen(t *testing.T) {
+	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+		must(t, unix.Setxattr(tv.Mnt, "user.root", []byte("r"), 0))
+		buf := make([]byte, 16)
+		if n, err := unix.Getxattr(tv.Mnt, "user.root", buf); err != nil || string(buf[:n]) != "r" {
+			t.Errorf("root xattr: %q %v", buf[:n], err)
+		}
+		f, err := os.Create(tv.Path("gone"))
+		must(t, err)
+		defer f.Close()
+		must(t, unix.Fsetxattr(int(f.Fd()), "user.k", []byte("v"), 0))
+		must(t, os.Remove(tv.Path("gone")))
+		if n, err := unix.Fgetxattr(int(f.Fd()), "user.k", buf); err != nil || string(buf[:n]) != "v" {
+			t.Errorf("xattr of an unlinked open file: %q %v", buf[:n], err)
+		}
+		must(t, f.Chmod(0o600))
+		if st, err := f.Stat(); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("chmod of an unlinked open file: %v %v", st, err)
+		}
+	})
+}
