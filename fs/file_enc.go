@@ -178,7 +178,7 @@ func stateOf(f *os.File) backingState {
 // written the file since it last saw it. The caller holds contentMu.
 func (n *node) keepCache(f *os.File) bool {
 	now := stateOf(f)
-	keep := now.valid && now == n.cached
+	keep := now.valid && now == n.cached && !n.v.opts.SharedStorage
 	n.cached = now
 	return keep
 }

@@ -16,8 +16,11 @@ import (
 // FsName is the filesystem type shown in the mount table ("fuse.cryptpt").
 const FsName = "cryptpt"
 
-// cacheTimeout is how long the kernel may trust names and attributes.
-const cacheTimeout = time.Second
+// cacheTimeout is how long the kernel may trust names and attributes. Changes
+// made through the mount are seen at once whatever it is; it only delays
+// seeing changes made to the vault behind the daemon's back, for which
+// SharedStorage turns caching off.
+const cacheTimeout = 5 * time.Second
 
 // Mount is a live cryptpt mount.
 type Mount struct {
@@ -44,6 +47,9 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		return nil, err
 	}
 	timeout := cacheTimeout
+	if o.SharedStorage {
+		timeout = 0
+	}
 	mo := fuse.MountOptions{
 		FsName:      v.opts.Backing,
 		Name:        FsName,

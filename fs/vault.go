@@ -42,6 +42,10 @@ type Options struct {
 	Logger *log.Logger
 	// Debug logs every FUSE request.
 	Debug bool
+	// SharedStorage is for a vault that another machine or a sync tool may
+	// change while it is mounted: the kernel caches no names, attributes or
+	// file contents, so every change shows at once, at a cost in speed.
+	SharedStorage bool
 	// Writeback asks for the kernel's writeback cache where passthrough
 	// would not be used anyway (see useWriteback). Off by default: under
 	// concurrent renames and unlinks of files being written, close() can

@@ -41,6 +41,7 @@ type mountFlags struct {
 	debug         bool
 	idle          time.Duration
 	writeback     bool
+	sharedStorage bool
 }
 
 func runMount(args []string) error {
@@ -56,6 +57,7 @@ func runMount(args []string) error {
 	fl.BoolVar(&mf.untrusted, "untrusted-storage", false, "hide plaintext entries found at paths the policy encrypts (also: vault.untrusted_storage)")
 	fl.StringVar(&mf.logFile, "log", "", "append the daemon's log to `FILE` (default: syslog when in the background)")
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
+	fl.BoolVar(&mf.sharedStorage, "shared-storage", false, "the vault may change behind this mount (another machine, a sync tool): cache nothing")
 	fl.BoolVar(&mf.writeback, "writeback", false, "experimental: the kernel's writeback cache where passthrough is not used (much faster small encrypted writes; see README)")
 	fl.DurationVar(&mf.idle, "idle", 0, "unmount after `DURATION` with no open file and no access (e.g. 30m; 0 = never)")
 	pos, err := parseFlags(fl, args)
@@ -276,6 +278,7 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		Logger:           logger,
 		Debug:            mf.debug,
 		Writeback:        mf.writeback,
+		SharedStorage:    mf.sharedStorage,
 	})
 	if err != nil {
 		hint := ""
