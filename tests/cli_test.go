@@ -280,3 +280,22 @@ func TestKilledDaemon(t *testing.T) {
 		t.Errorf("after a killed daemon and a remount: %q, %v", got, err)
 	}
 }
+
+// --shared-storage: a change made to the vault behind the mount's back shows
+// at once, even for a name the kernel was just told does not exist.
+func TestSharedStorage(t *testing.T) {
+	v := newCLIVault(t, "media/")
+	v.mount(t, "--shared-storage")
+	must(t, os.Mkdir(v.path("media"), 0o755))
+	if _, err := os.Stat(v.path("media/synced")); !os.IsNotExist(err) {
+		t.Fatalf("stat before: %v", err)
+	}
+	must(t, os.WriteFile(filepath.Join(v.backing, "media/synced"), []byte("from elsewhere"), 0o644))
+	if got, err := os.ReadFile(v.path("media/synced")); err != nil || string(got) != "from elsewhere" {
+		t.Errorf("a file added to the vault from outside: %q, %v", got, err)
+	}
+	must(t, os.WriteFile(filepath.Join(v.backing, "media/synced"), []byte("changed"), 0o644))
+	if got, err := os.ReadFile(v.path("media/synced")); err != nil || string(got) != "changed" {
+		t.Errorf("a file changed in the vault from outside: %q, %v", got, err)
+	}
+}
