@@ -123,42 +123,34 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 
 // decodeEntry maps a vault name to the name shown in the mount.
 func (n *node) decodeEntry(dirfd int, stored string) (name string, enc bool, ok bool) {
-	switch crypt.Classify(stored) {
+	kind := crypt.Classify(stored)
+	switch kind {
 	case crypt.Plain:
 		return stored, false, true
-	case crypt.Encrypted:
-		iv, errno := n.dirIV(false)
-		if errno != 0 {
-			n.hide(stored, "directory has no readable IV")
-			return "", false, false
-		}
-		name, err := n.v.names.Decrypt(iv, stored, nil)
-		if err != nil {
-			n.hide(stored, err.Error())
-			return "", false, false
-		}
-		return name, true, true
-	case crypt.Long:
-		iv, errno := n.dirIV(false)
-		if errno != 0 {
-			n.hide(stored, "directory has no readable IV")
-			return "", false, false
-		}
-		sidecar, err := readSmallFile(dirfd, crypt.SidecarName(stored))
-		if err != nil {
-			n.hide(stored, "long-name sidecar: "+err.Error())
-			return "", false, false
-		}
-		name, err := n.v.names.Decrypt(iv, stored, sidecar)
-		if err != nil {
-			n.hide(stored, err.Error())
-			return "", false, false
-		}
-		return name, true, true
+	case crypt.Encrypted, crypt.Long:
 	default:
 		// Directory IV, sidecars, vault config, temp files.
 		return "", false, false
 	}
+	iv, errno := n.dirIV(false)
+	if errno != 0 {
+		n.hide(stored, "directory has no readable IV")
+		return "", false, false
+	}
+	var sidecar []byte
+	if kind == crypt.Long {
+		var err error
+		if sidecar, err = readSmallFile(dirfd, crypt.SidecarName(stored)); err != nil {
+			n.hide(stored, "long-name sidecar: "+err.Error())
+			return "", false, false
+		}
+	}
+	name, err := n.v.names.Decrypt(iv, stored, sidecar)
+	if err != nil {
+		n.hide(stored, err.Error())
+		return "", false, false
+	}
+	return name, true, true
 }
 
 func (n *node) hide(stored, why string) {
