@@ -116,6 +116,12 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 	p.dropSidecar(pfd, curStored)
 	syncDir(pfd)
 	n.enc.Store(wantEnc)
+	if st.Mode&syscall.S_IFMT == syscall.S_IFREG || st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		// A converted file is a new backing file with a new inode number:
+		// make the kernel look it up again. Not from this request, which
+		// holds the directory's lock the invalidation needs.
+		go p.NotifyEntry(name)
+	}
 	n.v.stats.forget(n.relPath())
 	n.v.logf("migrated %q to %s", "/"+n.relPath(), value)
 	return 0
