@@ -182,6 +182,10 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 		return gofs.ToErrno(err)
 	}
 	ok = true
+	var nst syscall.Stat_t
+	if syscall.Fstat(dfd, &nst) == nil {
+		n.ino.Store(nst.Ino)
+	}
 	syncDir(pfd)
 	if err := unix.Unlinkat(pfd, curStored, 0); err != nil {
 		return gofs.ToErrno(err)
@@ -301,6 +305,10 @@ func (n *node) convertSymlink(pfd int, curStored, newStored string, wantEnc bool
 	}
 	if err := unix.Symlinkat(stored, pfd, tmp); err != nil {
 		return gofs.ToErrno(err)
+	}
+	var nst syscall.Stat_t
+	if fstatat(pfd, tmp, &nst) == nil {
+		n.ino.Store(nst.Ino)
 	}
 	if err := unix.Renameat2(pfd, tmp, pfd, newStored, unix.RENAME_NOREPLACE); err != nil {
 		unix.Unlinkat(pfd, tmp, 0)

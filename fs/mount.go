@@ -77,6 +77,7 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		mo.Options = append(mo.Options, "ro")
 	}
 	root := v.newNode(false)
+	root.ino.Store(rootSt.Ino)
 	server, err := gofs.Mount(mountpoint, root, &gofs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &timeout,

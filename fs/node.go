@@ -29,6 +29,9 @@ type node struct {
 	// enc is the entry's stored mode: encrypted name and content. It only
 	// changes when migrate converts the entry.
 	enc atomic.Bool
+	// ino is the backing inode number, to recognise the entry under its
+	// name; migrate changes it for a converted file.
+	ino atomic.Uint64
 
 	// Directories: an O_PATH fd of the backing directory, opened on first
 	// use and closed when the kernel forgets the node; and the directory IV.
@@ -289,6 +292,7 @@ func (n *node) fillAttr(st *syscall.Stat_t, out *fuse.Attr) {
 // and with it the mode, of a deleted one.
 func (n *node) newChild(ctx context.Context, enc bool, st *syscall.Stat_t, gen uint64, out *fuse.EntryOut) *gofs.Inode {
 	child := n.v.newNode(enc)
+	child.ino.Store(st.Ino)
 	child.fillAttr(st, &out.Attr)
 	return n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: st.Ino, Gen: gen})
 }

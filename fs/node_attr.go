@@ -26,7 +26,7 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 	}
 	defer done()
 	err := fstatatFlags(fd, stored, flags, &st)
-	if err == nil && flags != 0 && !n.IsRoot() && st.Ino != n.StableAttr().Ino {
+	if err == nil && flags != 0 && !n.IsRoot() && st.Ino != n.ino.Load() {
 		// The name was just given to another file (a rename over it that
 		// go-fuse's tree does not show yet): not ours to report.
 		err = unix.ENOENT
@@ -111,7 +111,7 @@ func (n *node) attrTarget(f gofs.FileHandle, check bool) (dirfd int, name string
 	if errno == 0 && name != "" && check {
 		// The name may have gone in the vault before go-fuse's tree knows.
 		var st syscall.Stat_t
-		if err := fstatat(dirfd, name, &st); err == unix.ENOENT || (err == nil && st.Ino != n.StableAttr().Ino) {
+		if err := fstatat(dirfd, name, &st); err == unix.ENOENT || (err == nil && st.Ino != n.ino.Load()) {
 			errno = syscall.ENOENT
 		}
 	}
