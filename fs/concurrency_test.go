@@ -92,31 +92,7 @@ func concDirOps(t *testing.T, tv *fs.TestVault, dir string, workers, ops int) {
 			rng := rand.New(rand.NewPCG(uint64(w), 4))
 			pick := func() string { return filepath.Join(tv.Mnt, dir, names[rng.IntN(len(names))]) }
 			for i := 0; i < ops; i++ {
-				var err error
-				op := rng.IntN(5)
-				switch op {
-				case 0: // create exclusively with self-describing content
-					var f *os.File
-					f, err = os.OpenFile(pick(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-					if err == nil {
-						_, err = fmt.Fprintf(f, "file %d-%d\n", w, i)
-						if cerr := f.Close(); err == nil {
-							err = cerr
-						}
-					}
-				case 1:
-					err = os.Rename(pick(), pick())
-				case 2:
-					err = os.Link(pick(), pick())
-				case 3:
-					err = os.Remove(pick())
-				case 4:
-					var data []byte
-					data, err = os.ReadFile(pick())
-					if err == nil && len(data) > 0 && !strings.HasPrefix(string(data), "file ") {
-						err = fmt.Errorf("read %q", data)
-					}
-				}
+				op, err := fstest.DirOp(rng, pick, fmt.Sprintf("%d-%d", w, i))
 				mu.Lock()
 				if err == nil {
 					succeeded[op]++

@@ -160,28 +160,7 @@ func TestConcurrentDirectory(t *testing.T) {
 					rng := rand.New(rand.NewPCG(uint64(w), 6))
 					pick := func() string { return full(names[rng.IntN(len(names))]) }
 					for i := 0; i < ops; i++ {
-						var err error
-						switch op := rng.IntN(5); op {
-						case 0:
-							var f *os.File
-							if f, err = os.OpenFile(pick(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err == nil {
-								_, err = fmt.Fprintf(f, "file g%d-%d\n", w, i)
-								if cerr := f.Close(); err == nil {
-									err = cerr
-								}
-							}
-						case 1:
-							err = os.Rename(pick(), pick())
-						case 2:
-							err = os.Link(pick(), pick())
-						case 3:
-							err = os.Remove(pick())
-						case 4:
-							var data []byte
-							if data, err = os.ReadFile(pick()); err == nil && len(data) > 0 && !strings.HasPrefix(string(data), "file ") {
-								err = fmt.Errorf("content %q", data)
-							}
-						}
+						_, err := fstest.DirOp(rng, pick, fmt.Sprintf("g%d-%d", w, i))
 						if err != nil && !os.IsNotExist(err) && !os.IsExist(err) {
 							mu.Lock()
 							unexpected[err.Error()]++
