@@ -153,8 +153,7 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 		return 0, gofs.ToErrno(err)
 	}
 	n.v.stats.encBytes.Add(int64(len(data)))
-	clearSetID(ctx, h.f)
-	n.cached = stateOf(h.f)
+	n.afterWrite(ctx, h.f)
 	return uint32(len(data)), 0
 }
 
@@ -170,6 +169,10 @@ func stateOf(f *os.File) backingState {
 	if syscall.Fstat(int(f.Fd()), &st) != nil {
 		return backingState{}
 	}
+	return stateFromStat(&st)
+}
+
+func stateFromStat(st *syscall.Stat_t) backingState {
 	return backingState{size: st.Size, mtime: st.Mtim, ctime: st.Ctim, valid: true}
 }
 

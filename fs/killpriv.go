@@ -39,19 +39,45 @@ func needsDaemonIO(f *os.File) bool {
 // means set-group-ID (group execute set), after a write or truncate by
 // anyone but root, as the kernel does for callers without CAP_FSETID.
 func clearSetID(ctx context.Context, f *os.File) {
-	if caller, ok := fuse.FromContext(ctx); ok && caller.Uid == 0 {
-		return
-	}
 	var st syscall.Stat_t
-	if syscall.Fstat(int(f.Fd()), &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return
+	if syscall.Fstat(int(f.Fd()), &st) == nil {
+		clearSetIDStat(ctx, f, &st)
+	}
+}
+
+// clearSetIDStat is clearSetID for a file whose stat the caller has; it
+// reports whether it changed the mode.
+func clearSetIDStat(ctx context.Context, f *os.File, st *syscall.Stat_t) bool {
+	if caller, ok := fuse.FromContext(ctx); ok && caller.Uid == 0 {
+		return false
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return false
 	}
 	mode := st.Mode & 07777
 	kill := uint32(syscall.S_ISUID)
 	if mode&syscall.S_IXGRP != 0 {
 		kill |= syscall.S_ISGID
 	}
-	if mode&kill != 0 {
-		syscall.Fchmod(int(f.Fd()), mode&^kill)
+	if mode&kill == 0 {
+		return false
 	}
+	return syscall.Fchmod(int(f.Fd()), mode&^kill) == nil
+}
+
+// afterWrite does what every write the daemon serves owes: it clears set-id
+// bits and records the backing file's new state for the page cache
+// (keepCache), with one fstat unless the mode had to change. The caller
+// holds n.contentMu.
+func (n *node) afterWrite(ctx context.Context, f *os.File) {
+	var st syscall.Stat_t
+	if syscall.Fstat(int(f.Fd()), &st) != nil {
+		n.cached = backingState{}
+		return
+	}
+	if clearSetIDStat(ctx, f, &st) && syscall.Fstat(int(f.Fd()), &st) != nil {
+		n.cached = backingState{}
+		return
+	}
+	n.cached = stateFromStat(&st)
 }
