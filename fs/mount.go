@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"cryptpt/config"
 	"cryptpt/keys"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -106,7 +107,7 @@ func (v *vault) useWriteback() bool {
 	if !v.opts.Writeback {
 		return false
 	}
-	return !v.opts.Policy.HasPlaintextRules() || v.opts.NoPassthrough || !CanMount()
+	return !v.policy().HasPlaintextRules() || v.opts.NoPassthrough || !CanMount()
 }
 
 // probePassthrough finds out whether the kernel takes backing files from this
@@ -185,4 +186,16 @@ func CanMount() bool {
 		return false
 	}
 	return data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
+}
+
+// Policy returns the policy the mount uses for new entries.
+func (m *Mount) Policy() *config.Policy { return m.v.policy() }
+
+// SetPolicy replaces the policy for new entries while mounted. Existing
+// entries keep their stored mode; the kernel's cached lookups are not
+// affected, since a lookup finds an entry in whichever form it exists.
+func (m *Mount) SetPolicy(p *config.Policy) {
+	if p != nil {
+		m.v.pol.Store(p)
+	}
 }

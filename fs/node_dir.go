@@ -22,7 +22,7 @@ func encodeSymlink(v *vault, target []byte) string {
 
 // encryptNew reports whether a new entry at name gets the encrypted mode.
 func (n *node) encryptNew(name string, isDir bool) bool {
-	return !n.v.opts.Policy.Decide(n.childPath(name), isDir).Plaintext
+	return !n.v.policy().Decide(n.childPath(name), isDir).Plaintext
 }
 
 // prepareNew readies the creation of name in mode enc: it checks that no
@@ -298,7 +298,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 		return nil, syscall.EXDEV
 	}
 	path := n.childPath(name)
-	plainPolicy := n.v.opts.Policy.Decide(path, false).Plaintext
+	plainPolicy := n.v.policy().Decide(path, false).Plaintext
 	if !t.isEnc() && !plainPolicy {
 		return nil, syscall.EXDEV
 	}

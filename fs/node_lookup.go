@@ -31,7 +31,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		return nil, errno
 	}
 	path := n.childPath(name)
-	plainFirst := n.v.opts.Policy.Decide(path, false).Plaintext
+	plainFirst := n.v.policy().Decide(path, false).Plaintext
 	order := []bool{true, false} // enc?
 	if plainFirst {
 		order = []bool{false, true}
@@ -64,7 +64,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 // whether to show them: plaintext entries at encrypted paths are hidden on
 // untrusted storage.
 func (n *node) admit(path string, enc, isDir bool) bool {
-	plainPolicy := n.v.opts.Policy.Decide(path, isDir).Plaintext
+	plainPolicy := n.v.policy().Decide(path, isDir).Plaintext
 	switch {
 	case enc && plainPolicy:
 		n.v.stats.note(&n.v.stats.drift, path)

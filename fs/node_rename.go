@@ -47,7 +47,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	}
 	isDir := sst.Mode&syscall.S_IFMT == syscall.S_IFDIR
 	dstPath := np.childPath(newName)
-	plainPolicy := n.v.opts.Policy.Decide(dstPath, isDir).Plaintext
+	plainPolicy := n.v.policy().Decide(dstPath, isDir).Plaintext
 	if !enc && !plainPolicy {
 		return syscall.EXDEV
 	}
@@ -133,7 +133,7 @@ func (n *node) exchange(sfd int, sstored string, enc bool, np *node, dfd int, na
 		return gofs.ToErrno(err)
 	}
 	dIsDir := dst.Mode&syscall.S_IFMT == syscall.S_IFDIR
-	if !denc && !n.v.opts.Policy.Decide(n.childPath(name), dIsDir).Plaintext {
+	if !denc && !n.v.policy().Decide(n.childPath(name), dIsDir).Plaintext {
 		return syscall.EXDEV
 	}
 	return gofs.ToErrno(unix.Renameat2(sfd, sstored, dfd, dstored, unix.RENAME_EXCHANGE))

@@ -70,6 +70,10 @@ type vault struct {
 	lastActive atomic.Int64
 	openFiles  atomic.Int64
 
+	// pol is the policy for new entries; SetPolicy replaces it while
+	// mounted (cryptpt reload).
+	pol atomic.Pointer[config.Policy]
+
 	ptMu       sync.Mutex
 	ptActive   bool
 	ptReason   string
@@ -92,15 +96,20 @@ func newVault(o Options) (*vault, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open vault %s: %w", abs, err)
 	}
-	return &vault{
+	v := &vault{
 		opts:     o,
 		content:  o.Keys.Content(),
 		names:    o.Keys.Names(),
 		log:      o.Logger,
 		rootFd:   fd,
 		ptReason: "not probed yet",
-	}, nil
+	}
+	v.pol.Store(o.Policy)
+	return v, nil
 }
+
+// policy returns the policy in force for new entries.
+func (v *vault) policy() *config.Policy { return v.pol.Load() }
 
 // touch records activity for the idle timer.
 func (v *vault) touch() { v.lastActive.Store(time.Now().Unix()) }
