@@ -26,7 +26,7 @@ func BenchmarkEncryptBlocks(b *testing.B) {
 		for _, par := range []bool{false, true} {
 			b.Run(fmt.Sprintf("WriteAt/%dKiB/parallel=%v", size>>10, par), func(b *testing.B) {
 				c := benchContent(b, par)
-				h, _ := NewHeader()
+				h, _ := NewHeader(FormatVersion)
 				m := &memBacking{}
 				p := make([]byte, size)
 				cs, err := c.WriteAt(m, &h, p, 0, 0)
@@ -45,7 +45,7 @@ func BenchmarkEncryptBlocks(b *testing.B) {
 	}
 	b.Run("PerBlock", func(b *testing.B) {
 		c := benchContent(b, false)
-		id := [16]byte{1}
+		id := Header{Version: FormatVersion, ID: [16]byte{1}}
 		p := make([]byte, BlockSize)
 		dst := make([]byte, 0, CipherBlockSize)
 		b.SetBytes(BlockSize)
@@ -62,7 +62,7 @@ func BenchmarkDecryptBlocks(b *testing.B) {
 		for _, par := range []bool{false, true} {
 			b.Run(fmt.Sprintf("ReadAt/%dKiB/parallel=%v", size>>10, par), func(b *testing.B) {
 				c := benchContent(b, par)
-				h, _ := NewHeader()
+				h, _ := NewHeader(FormatVersion)
 				m := &memBacking{}
 				p := make([]byte, size)
 				cs, err := c.WriteAt(m, &h, p, 0, 0)
@@ -81,7 +81,7 @@ func BenchmarkDecryptBlocks(b *testing.B) {
 	}
 	b.Run("PerBlock", func(b *testing.B) {
 		c := benchContent(b, false)
-		id := [16]byte{1}
+		id := Header{Version: FormatVersion, ID: [16]byte{1}}
 		sealed := c.EncryptBlock(nil, make([]byte, BlockSize), 1, &id)
 		sealed[20] = 1 // not a hole
 		sealed = c.EncryptBlock(nil, sealed[:BlockSize], 1, &id)
@@ -89,7 +89,7 @@ func BenchmarkDecryptBlocks(b *testing.B) {
 		b.SetBytes(BlockSize)
 		for b.Loop() {
 			var err error
-			if dst, err = c.DecryptBlock(dst[:0], sealed, 1, &id); err != nil {
+			if dst, err = c.DecryptBlock(dst[:0], sealed, 1, &id, false); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -3,7 +3,9 @@ package crypt
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -23,28 +25,78 @@ const (
 	CipherBlockSize = BlockSize + BlockOverhead
 	// blockADSize is the associated data length: blockNo (8) || file ID (16).
 	blockADSize = 8 + FileIDLen
+	// infoFile prefixes the file ID in the HKDF info of a format-2 file key.
+	infoFile = "cryptpt file v2"
+	// maxFileKeys bounds the cache of derived file keys.
+	maxFileKeys = 4096
 )
 
 // Content encrypts and decrypts file content blocks with AES-256-GCM.
 // It is safe for concurrent use.
 type Content struct {
-	aead cipher.AEAD
+	key  [32]byte    // the vault's content key, input of format-2 file keys
+	aead cipher.AEAD // format 1: every file's blocks under the content key
 	// parallel enables multi-goroutine sealing/opening of large requests.
 	parallel bool
 	// pool holds *scratch buffers for ReadAt/WriteAt/Truncate.
 	pool sync.Pool
+
+	mu       sync.Mutex
+	fileKeys map[[FileIDLen]byte]cipher.AEAD // format-2 file ciphers by file ID
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("crypt: content cipher: %w", err)
+	}
+	return cipher.NewGCM(b)
 }
 
 func newContent(key *[32]byte) (*Content, error) {
-	b, err := aes.NewCipher(key[:])
+	a, err := newGCM(key[:])
 	if err != nil {
-		return nil, fmt.Errorf("crypt: content cipher: %w", err)
+		return nil, err
 	}
-	a, err := cipher.NewGCM(b)
+	return &Content{key: *key, aead: a, parallel: defaultParallel}, nil
+}
+
+// cipherFor returns the block cipher of the file with header h. Format 1
+// seals every file under the content key, so a vault's life of random
+// 96-bit nonces shares one key; format 2 gives each file a key of its own,
+// HKDF-SHA256(content key, info = "cryptpt file v2" || file ID), so NIST
+// SP 800-38D's bound of 2^32 random-nonce seals applies per file ID.
+func (c *Content) cipherFor(h *Header) cipher.AEAD {
+	if h.Version == FormatV1 {
+		return c.aead
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a, ok := c.fileKeys[h.ID]; ok {
+		return a
+	}
+	if c.fileKeys == nil || len(c.fileKeys) >= maxFileKeys {
+		c.fileKeys = make(map[[FileIDLen]byte]cipher.AEAD)
+	}
+	k, err := hkdf.Key(sha256.New, c.key[:], nil, infoFile+string(h.ID[:]), 32)
 	if err != nil {
-		return nil, fmt.Errorf("crypt: content cipher: %w", err)
+		panic("crypt: HKDF of 32 bytes cannot fail: " + err.Error())
 	}
-	return &Content{aead: a, parallel: defaultParallel}, nil
+	a, err := newGCM(k)
+	clear(k)
+	if err != nil {
+		panic("crypt: AES-256 with a 32-byte key cannot fail: " + err.Error())
+	}
+	c.fileKeys[h.ID] = a
+	return a
+}
+
+// holeAllowed reports whether an all-zero stored block may read as a hole:
+// always in format 1, and in format 2 for every block but the last, which
+// is always written sealed, so that zero blocks appended to a file are
+// caught instead of extending it.
+func holeAllowed(h *Header, last bool) bool {
+	return h.Version == FormatV1 || !last
 }
 
 // blockAD returns the associated data of block blockNo of file id:
@@ -55,37 +107,39 @@ func blockAD(ad *[blockADSize]byte, blockNo uint64, id *[FileIDLen]byte) []byte 
 	return ad[:]
 }
 
-// EncryptBlock seals one plaintext block (1..BlockSize bytes) as
-// nonce || ciphertext || tag and appends it to dst.
-func (c *Content) EncryptBlock(dst, plain []byte, blockNo uint64, id *[FileIDLen]byte) []byte {
+// EncryptBlock seals one plaintext block (1..BlockSize bytes) of the file
+// with header h as nonce || ciphertext || tag and appends it to dst.
+func (c *Content) EncryptBlock(dst, plain []byte, blockNo uint64, h *Header) []byte {
 	n := len(dst)
 	dst = growLen(dst, len(plain)+BlockOverhead)
-	c.sealInto(dst[n:], plain, blockNo, id)
+	c.sealInto(c.cipherFor(h), dst[n:], plain, blockNo, &h.ID)
 	return dst
 }
 
 // sealInto writes the sealed block into out[:len(plain)+BlockOverhead].
 // plain must not overlap out.
-func (c *Content) sealInto(out, plain []byte, blockNo uint64, id *[FileIDLen]byte) {
+func (c *Content) sealInto(a cipher.AEAD, out, plain []byte, blockNo uint64, id *[FileIDLen]byte) {
 	nonce := out[:NonceSize]
 	// crypto/rand.Read never fails (it crashes the program instead).
 	_, _ = rand.Read(nonce)
 	var ad [blockADSize]byte
-	c.aead.Seal(out[NonceSize:NonceSize], nonce, plain, blockAD(&ad, blockNo, id))
+	a.Seal(out[NonceSize:NonceSize], nonce, plain, blockAD(&ad, blockNo, id))
 }
 
-// DecryptBlock opens one sealed block and appends its plaintext to dst.
-// A block made only of zero bytes (a hole in a sparse backing file) decrypts
-// to len(sealed)-BlockOverhead zero bytes. Errors wrap ErrAuth (tag mismatch)
+// DecryptBlock opens one sealed block of the file with header h and appends
+// its plaintext to dst; last says whether it is the file's last block. A
+// block made only of zero bytes (a hole in a sparse backing file) decrypts
+// to len(sealed)-BlockOverhead zero bytes, except as the last block of a
+// format-2 file. Errors wrap ErrAuth (tag mismatch, or a zero last block)
 // or ErrSize (sealed shorter than BlockOverhead+1 or longer than
 // CipherBlockSize); the returned slice is then nil.
-func (c *Content) DecryptBlock(dst, sealed []byte, blockNo uint64, id *[FileIDLen]byte) ([]byte, error) {
+func (c *Content) DecryptBlock(dst, sealed []byte, blockNo uint64, h *Header, last bool) ([]byte, error) {
 	if len(sealed) <= BlockOverhead || len(sealed) > CipherBlockSize {
 		return nil, fmt.Errorf("%w: block %d has %d bytes", ErrSize, blockNo, len(sealed))
 	}
 	n := len(dst)
 	dst = growLen(dst, len(sealed)-BlockOverhead)
-	if err := c.openInto(dst[n:], sealed, blockNo, id); err != nil {
+	if err := c.openInto(c.cipherFor(h), dst[n:], sealed, blockNo, &h.ID, holeAllowed(h, last)); err != nil {
 		return nil, err
 	}
 	return dst, nil
@@ -93,13 +147,16 @@ func (c *Content) DecryptBlock(dst, sealed []byte, blockNo uint64, id *[FileIDLe
 
 // openInto opens sealed into out[:len(sealed)-BlockOverhead]; out must not
 // overlap sealed. On error out is zeroed.
-func (c *Content) openInto(out, sealed []byte, blockNo uint64, id *[FileIDLen]byte) error {
+func (c *Content) openInto(a cipher.AEAD, out, sealed []byte, blockNo uint64, id *[FileIDLen]byte, hole bool) error {
 	if isZero(sealed) {
 		clear(out[:len(sealed)-BlockOverhead])
-		return nil
+		if hole {
+			return nil
+		}
+		return fmt.Errorf("%w: block %d is all zeros but is the last block", ErrAuth, blockNo)
 	}
 	var ad [blockADSize]byte
-	_, err := c.aead.Open(out[:0], sealed[:NonceSize], sealed[NonceSize:], blockAD(&ad, blockNo, id))
+	_, err := a.Open(out[:0], sealed[:NonceSize], sealed[NonceSize:], blockAD(&ad, blockNo, id))
 	if err != nil {
 		clear(out[:len(sealed)-BlockOverhead])
 		return fmt.Errorf("%w: block %d", ErrAuth, blockNo)

@@ -2,6 +2,7 @@ package crypt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -55,18 +56,18 @@ func TestSizes(t *testing.T) {
 
 func TestHeader(t *testing.T) {
 	t.Parallel()
-	h, err := NewHeader()
+	h, err := NewHeader(FormatVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := h.Marshal()
-	if len(b) != HeaderSize || string(b[:4]) != "CPT\x00" || b[4] != 0 || b[5] != 1 {
+	if len(b) != HeaderSize || string(b[:4]) != "CPT\x00" || b[4] != 0 || b[5] != 2 {
 		t.Fatalf("Marshal = %x", b)
 	}
 	if got, err := ParseHeader(b); err != nil || got != h {
 		t.Fatalf("ParseHeader = %v, %v", got, err)
 	}
-	h2, _ := NewHeader()
+	h2, _ := NewHeader(FormatVersion)
 	if h2 == h {
 		t.Fatal("two headers share an ID")
 	}
@@ -78,7 +79,8 @@ func TestHeader(t *testing.T) {
 		{"empty", func(b []byte) []byte { return nil }},
 		{"bad magic", func(b []byte) []byte { b[0] ^= 1; return b }},
 		{"magic nul", func(b []byte) []byte { b[3] = 'X'; return b }},
-		{"version 2", func(b []byte) []byte { b[5] = 2; return b }},
+		{"version 3", func(b []byte) []byte { b[5] = 3; return b }},
+		{"version 0", func(b []byte) []byte { b[5] = 0; return b }},
 		{"version 256", func(b []byte) []byte { b[4] = 1; return b }},
 	}
 	for _, tt := range tests {
@@ -93,41 +95,77 @@ func TestHeader(t *testing.T) {
 func TestBlockRoundTrip(t *testing.T) {
 	t.Parallel()
 	c := testKeys(t).Content()
-	id := [16]byte{1, 2, 3}
+	id := &Header{Version: FormatVersion, ID: [16]byte{1, 2, 3}}
 	for _, n := range []int{1, 15, 16, 17, 4095, 4096} {
 		plain := bytes.Repeat([]byte{byte(n)}, n)
-		sealed := c.EncryptBlock([]byte("prefix"), plain, 7, &id)
+		sealed := c.EncryptBlock([]byte("prefix"), plain, 7, id)
 		if len(sealed) != 6+n+BlockOverhead || string(sealed[:6]) != "prefix" {
 			t.Fatalf("EncryptBlock len %d", len(sealed))
 		}
-		got, err := c.DecryptBlock([]byte("x"), sealed[6:], 7, &id)
+		got, err := c.DecryptBlock([]byte("x"), sealed[6:], 7, id, false)
 		if err != nil || !bytes.Equal(got[1:], plain) || got[0] != 'x' {
 			t.Fatalf("n=%d: DecryptBlock: %v", n, err)
 		}
-		again := c.EncryptBlock(nil, plain, 7, &id)
+		again := c.EncryptBlock(nil, plain, 7, id)
 		if bytes.Equal(again, sealed[6:]) {
 			t.Fatal("two seals of one block are identical (nonce reuse)")
 		}
 	}
-	// Holes decrypt to zeros.
-	got, err := c.DecryptBlock(nil, make([]byte, 100), 3, &id)
+	// Holes decrypt to zeros, except as the last block of a format-2 file.
+	got, err := c.DecryptBlock(nil, make([]byte, 100), 3, id, false)
 	if err != nil || !bytes.Equal(got, make([]byte, 100-BlockOverhead)) {
 		t.Fatalf("hole: %x, %v", got, err)
+	}
+	if got, err := c.DecryptBlock(nil, make([]byte, 100), 3, id, true); !errors.Is(err, ErrAuth) || got != nil {
+		t.Fatalf("zero last block of a format-2 file: %x, %v; want ErrAuth", got, err)
+	}
+	v1 := &Header{Version: FormatV1, ID: id.ID}
+	if _, err := c.DecryptBlock(nil, make([]byte, 100), 3, v1, true); err != nil {
+		t.Fatalf("zero last block of a format-1 file: %v; want a hole", err)
+	}
+}
+
+// TestFileKeys checks that format 2 seals each file under its own key: a
+// block sealed for one file ID opens under no other, and a format-2 block is
+// not a format-1 block of the same file ID.
+func TestFileKeys(t *testing.T) {
+	t.Parallel()
+	c := testKeys(t).Content()
+	a := &Header{Version: FormatVersion, ID: [16]byte{1}}
+	b := &Header{Version: FormatVersion, ID: [16]byte{2}}
+	sealed := c.EncryptBlock(nil, []byte("file a"), 0, a)
+	if _, err := c.DecryptBlock(nil, sealed, 0, b, false); !errors.Is(err, ErrAuth) {
+		t.Fatalf("block of file a under file b: %v", err)
+	}
+	if _, err := c.DecryptBlock(nil, sealed, 0, &Header{Version: FormatV1, ID: a.ID}, false); !errors.Is(err, ErrAuth) {
+		t.Fatalf("format-2 block under the format-1 key: %v", err)
+	}
+	// The key cache is bounded and still gives the right key after a reset.
+	for i := range maxFileKeys + 10 {
+		h := &Header{Version: FormatVersion}
+		binary.BigEndian.PutUint32(h.ID[:], uint32(i))
+		c.cipherFor(h)
+	}
+	if len(c.fileKeys) > maxFileKeys {
+		t.Fatalf("%d cached file keys, bound %d", len(c.fileKeys), maxFileKeys)
+	}
+	if got, err := c.DecryptBlock(nil, sealed, 0, a, true); err != nil || string(got) != "file a" {
+		t.Fatalf("after the cache was reset: %q, %v", got, err)
 	}
 }
 
 func TestBlockTamper(t *testing.T) {
 	t.Parallel()
 	c := testKeys(t).Content()
-	id := [16]byte{9}
-	other := [16]byte{8}
+	id := Header{Version: FormatVersion, ID: [16]byte{9}}
+	other := Header{Version: FormatVersion, ID: [16]byte{8}}
 	plain := bytes.Repeat([]byte("abcd"), 1024)
 	sealed := c.EncryptBlock(nil, plain, 3, &id)
 	tests := []struct {
 		name    string
 		sealed  []byte
 		blockNo uint64
-		id      *[16]byte
+		id      *Header
 		want    error
 	}{
 		{"flip nonce", flip(sealed, 0), 3, &id, ErrAuth},
@@ -142,7 +180,7 @@ func TestBlockTamper(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := c.DecryptBlock(nil, tt.sealed, tt.blockNo, tt.id)
+			got, err := c.DecryptBlock(nil, tt.sealed, tt.blockNo, tt.id, false)
 			if !errors.Is(err, tt.want) || got != nil {
 				t.Errorf("DecryptBlock = %d bytes, %v; want %v", len(got), err, tt.want)
 			}
@@ -279,15 +317,24 @@ func TestReadAtEOF(t *testing.T) {
 func TestSparse(t *testing.T) {
 	t.Parallel()
 	c := testKeys(t).Content()
-	h, _ := NewHeader()
+	h, _ := NewHeader(FormatVersion)
 	m := &memBacking{}
-	// Truncate up from empty: header only plus holes.
+	// Truncate up from empty: header, holes, and (format 2) a sealed last
+	// block, so that a file never ends in a hole.
 	size, err := c.Truncate(m, &h, 10*BlockSize+7, 0)
 	if err != nil || size != CipherSize(10*BlockSize+7) || m.size() != size {
 		t.Fatalf("Truncate up = %d, %v (backing %d)", size, err, m.size())
 	}
-	if !bytes.Equal(m.b[HeaderSize:], make([]byte, size-HeaderSize)) {
-		t.Fatal("truncate up wrote block data")
+	if !bytes.Equal(m.b[HeaderSize:CipherOffset(10)], make([]byte, CipherOffset(10)-HeaderSize)) {
+		t.Fatal("truncate up wrote block data before the last block")
+	}
+	if isZero(m.b[CipherOffset(10):]) {
+		t.Fatal("truncate up left the last block a hole")
+	}
+	v1 := Header{Version: FormatV1, ID: h.ID}
+	m1 := &memBacking{}
+	if _, err := c.Truncate(m1, &v1, 10*BlockSize+7, 0); err != nil || !isZero(m1.b[HeaderSize:]) {
+		t.Fatalf("format-1 truncate up: %v, or it wrote block data", err)
 	}
 	got, err := readAll(c, m, &h)
 	if err != nil || !bytes.Equal(got, make([]byte, 10*BlockSize+7)) {
@@ -317,7 +364,7 @@ func TestTruncateZero(t *testing.T) {
 	if n, err := c.Truncate(m, &h, 0, m.size()); n != 0 || err != nil || m.size() != 0 {
 		t.Fatalf("Truncate(0) = %d, %v, backing %d", n, err, m.size())
 	}
-	h2, _ := NewHeader()
+	h2, _ := NewHeader(FormatVersion)
 	if _, err := c.WriteAt(m, &h2, []byte("new"), 0, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -36,13 +36,16 @@ func TestCrossCheck(t *testing.T) {
 					}
 				}
 			case v.fields["fileid"] != nil:
-				id := (*[16]byte)(v.get(t, "fileid"))
+				h := &Header{Version: FormatV1, ID: *(*[16]byte)(v.get(t, "fileid"))}
+				if v.fields["version"] != nil {
+					h.Version = binary.BigEndian.Uint16(v.get(t, "version"))
+				}
 				bn := binary.BigEndian.Uint64(v.get(t, "blockno"))
-				got, err := k.Content().DecryptBlock(nil, v.get(t, "sealed"), bn, id)
+				got, err := k.Content().DecryptBlock(nil, v.get(t, "sealed"), bn, h, false)
 				if err != nil || !bytes.Equal(got, v.get(t, "plaintext")) {
 					t.Fatalf("DecryptBlock = %x, %v", got, err)
 				}
-				if _, err := k.Content().DecryptBlock(nil, v.get(t, "sealed"), bn+1, id); err == nil {
+				if _, err := k.Content().DecryptBlock(nil, v.get(t, "sealed"), bn+1, h, false); err == nil {
 					t.Fatal("DecryptBlock accepted the wrong block number")
 				}
 			case v.fields["diriv"] != nil:

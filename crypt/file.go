@@ -117,7 +117,8 @@ func (c *Content) readBlock(r io.ReaderAt, h *Header, bn uint64, cipherSize int6
 	if err := readFull(r, s.sealed[:cLen], cOff); err != nil {
 		return 0, fmt.Errorf("crypt: reading block %d: %w", bn, err)
 	}
-	if err := c.openInto(into[:cLen-BlockOverhead], s.sealed[:cLen], bn, &h.ID); err != nil {
+	last := cOff+int64(cLen) >= cipherSize
+	if err := c.openInto(c.cipherFor(h), into[:cLen-BlockOverhead], s.sealed[:cLen], bn, &h.ID, holeAllowed(h, last)); err != nil {
 		return 0, err
 	}
 	return cLen - BlockOverhead, nil
@@ -164,20 +165,23 @@ func (c *Content) ReadAt(r io.ReaderAt, h *Header, p []byte, off, cipherSize int
 	}
 	out := p[:end-off]
 	nBlocks := int(last - first + 1)
+	a := c.cipherFor(h)
+	fileLast := BlockNo(plainSize - 1)
 	err = c.forBlocks(nBlocks, func(i int) error {
 		bn := first + uint64(i)
 		sealed := s.buf[i*CipherBlockSize : min((i+1)*CipherBlockSize, len(s.buf))]
 		bStart := int64(bn) * BlockSize
 		bEnd := bStart + int64(len(sealed)-BlockOverhead)
 		lo, hi := max(bStart, off), min(bEnd, end)
+		hole := holeAllowed(h, bn == fileLast)
 		if lo == bStart && hi == bEnd {
-			return c.openInto(out[lo-off:hi-off], sealed, bn, &h.ID)
+			return c.openInto(a, out[lo-off:hi-off], sealed, bn, &h.ID, hole)
 		}
 		tmp := &s.first
 		if i != 0 {
 			tmp = &s.last
 		}
-		if err := c.openInto(tmp[:], sealed, bn, &h.ID); err != nil {
+		if err := c.openInto(a, tmp[:], sealed, bn, &h.ID, hole); err != nil {
 			return err
 		}
 		copy(out[lo-off:hi-off], tmp[lo-bStart:hi-bStart])
@@ -292,9 +296,10 @@ func (c *Content) WriteAt(b Backing, h *Header, p []byte, off, cipherSize int64)
 	if headerInBuf {
 		h.appendTo(s.buf[:0])
 	}
+	a := c.cipherFor(h)
 	_ = c.forBlocks(int(last-start+1), func(i int) error {
 		bn := start + uint64(i)
-		c.sealInto(s.buf[base+i*CipherBlockSize:], plainOf(bn), bn, &h.ID)
+		c.sealInto(a, s.buf[base+i*CipherBlockSize:], plainOf(bn), bn, &h.ID)
 		return nil
 	})
 
@@ -305,7 +310,7 @@ func (c *Content) WriteAt(b Backing, h *Header, p []byte, off, cipherSize int64)
 	}
 	if separatePad {
 		padOut := s.buf[base+mainLen:]
-		c.sealInto(padOut, s.pad[:], padBlk, &h.ID)
+		c.sealInto(a, padOut, s.pad[:], padBlk, &h.ID)
 		if _, err := b.WriteAt(padOut[:CipherBlockSize], CipherOffset(padBlk)); err != nil {
 			return 0, fmt.Errorf("crypt: writing block %d: %w", padBlk, err)
 		}
@@ -319,7 +324,8 @@ func (c *Content) WriteAt(b Backing, h *Header, p []byte, off, cipherSize int64)
 // Truncate changes the plaintext size of the file stored in b (current size
 // cipherSize) to newPlain and returns the new ciphertext size. Shrinking
 // re-seals the new partial last block; growing pads the old partial last
-// block with zeros and extends b sparsely (holes read as zeros). newPlain == 0
+// block with zeros and extends b sparsely (holes read as zeros). In format 2
+// the new last block is always stored sealed, never as a hole. newPlain == 0
 // truncates b to 0 bytes, dropping the header: the caller must use a fresh
 // header on the next write. On error the returned size is 0 and the caller
 // must re-read the backing size.
@@ -345,12 +351,16 @@ func (c *Content) Truncate(b Backing, h *Header, newPlain, cipherSize int64) (in
 	newCipher := CipherSize(newPlain)
 	s := c.getScratch(CipherBlockSize)
 	defer c.putScratch(s)
+	a := c.cipherFor(h)
 
 	if newPlain < oldPlain {
 		rem := int(newPlain % BlockSize)
 		if rem == 0 {
 			if err := b.Truncate(newCipher); err != nil {
 				return 0, fmt.Errorf("crypt: truncating: %w", err)
+			}
+			if err := c.sealHoleAtEnd(b, h, newPlain, s); err != nil {
+				return 0, err
 			}
 			return newCipher, nil
 		}
@@ -359,7 +369,7 @@ func (c *Content) Truncate(b Backing, h *Header, newPlain, cipherSize int64) (in
 			return 0, err
 		}
 		sealed := s.buf[:rem+BlockOverhead]
-		c.sealInto(sealed, s.first[:rem], k, &h.ID)
+		c.sealInto(a, sealed, s.first[:rem], k, &h.ID)
 		// Truncate first: a crash in between leaves a shorter, consistent file.
 		if err := b.Truncate(CipherOffset(k)); err != nil {
 			return 0, fmt.Errorf("crypt: truncating: %w", err)
@@ -383,13 +393,48 @@ func (c *Content) Truncate(b Backing, h *Header, newPlain, cipherSize int64) (in
 		}
 		clear(s.first[rem:bl])
 		sealed := s.buf[:bl+BlockOverhead]
-		c.sealInto(sealed, s.first[:bl], l, &h.ID)
+		c.sealInto(a, sealed, s.first[:bl], l, &h.ID)
 		if _, err := b.WriteAt(sealed, CipherOffset(l)); err != nil {
 			return 0, fmt.Errorf("crypt: writing block %d: %w", l, err)
+		}
+	}
+	beyondOld := oldPlain == 0 || BlockNo(newPlain-1) != BlockNo(oldPlain-1)
+	if h.Version != FormatV1 && beyondOld {
+		// The new last block lies beyond the old data: store it sealed.
+		k := BlockNo(newPlain - 1)
+		sealed := s.buf[:int(newPlain-int64(k)*BlockSize)+BlockOverhead]
+		clear(s.first[:])
+		c.sealInto(a, sealed, s.first[:len(sealed)-BlockOverhead], k, &h.ID)
+		if _, err := b.WriteAt(sealed, CipherOffset(k)); err != nil {
+			return 0, fmt.Errorf("crypt: writing block %d: %w", k, err)
 		}
 	}
 	if err := b.Truncate(newCipher); err != nil {
 		return 0, fmt.Errorf("crypt: truncating: %w", err)
 	}
 	return newCipher, nil
+}
+
+// sealHoleAtEnd stores the last block of a format-2 file of newPlain bytes
+// sealed if it is a hole (all zeros), so that no file ends in a hole. The
+// caller has just truncated b to CipherSize(newPlain) at a block boundary.
+func (c *Content) sealHoleAtEnd(b Backing, h *Header, newPlain int64, s *scratch) error {
+	if h.Version == FormatV1 || newPlain == 0 {
+		return nil
+	}
+	k := BlockNo(newPlain - 1)
+	stored := s.sealed[:CipherBlockSize]
+	if err := readFull(b, stored, CipherOffset(k)); err != nil {
+		return fmt.Errorf("crypt: reading block %d: %w", k, err)
+	}
+	if !isZero(stored) {
+		return nil
+	}
+	clear(s.first[:])
+	sealed := s.buf[:CipherBlockSize]
+	c.sealInto(c.cipherFor(h), sealed, s.first[:], k, &h.ID)
+	if _, err := b.WriteAt(sealed, CipherOffset(k)); err != nil {
+		return fmt.Errorf("crypt: writing block %d: %w", k, err)
+	}
+	return nil
 }

@@ -16,9 +16,13 @@ var fuzzIV = [DirIVSize]byte{0: 0xd1, 15: 0x5e}
 // fuzzID is the file ID used by FuzzDecryptBlock and its seeds.
 var fuzzID = [FileIDLen]byte{0: 0xf1, 15: 0x1d}
 
+// fuzzHdr is the format-2 header of that file.
+var fuzzHdr = &Header{Version: FormatVersion, ID: fuzzID}
+
 func FuzzParseHeader(f *testing.F) {
-	h := Header{ID: fuzzID}
+	h := Header{Version: FormatVersion, ID: fuzzID}
 	f.Add(h.Marshal())
+	f.Add((&Header{Version: FormatV1, ID: fuzzID}).Marshal())
 	f.Add([]byte("CPT\x00\x00\x02"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -37,11 +41,14 @@ func FuzzParseHeader(f *testing.F) {
 
 func FuzzDecryptBlock(f *testing.F) {
 	c := testKeys(f).Content()
-	f.Add(c.EncryptBlock(nil, []byte("hello"), 0, &fuzzID), uint64(0))
-	f.Add(c.EncryptBlock(nil, bytes.Repeat([]byte{1}, BlockSize), 3, &fuzzID), uint64(3))
+	f.Add(c.EncryptBlock(nil, []byte("hello"), 0, fuzzHdr), uint64(0))
+	f.Add(c.EncryptBlock(nil, bytes.Repeat([]byte{1}, BlockSize), 3, fuzzHdr), uint64(3))
 	f.Add(make([]byte, 40), uint64(1))
 	f.Fuzz(func(t *testing.T, sealed []byte, blockNo uint64) {
-		p, err := c.DecryptBlock(nil, sealed, blockNo, &fuzzID)
+		if p, err := c.DecryptBlock(nil, sealed, blockNo, fuzzHdr, true); err != nil && p != nil {
+			t.Fatalf("DecryptBlock of a last block: error %v with %d bytes", err, len(p))
+		}
+		p, err := c.DecryptBlock(nil, sealed, blockNo, fuzzHdr, false)
 		if err != nil {
 			if p != nil || !(errors.Is(err, ErrAuth) || errors.Is(err, ErrSize)) {
 				t.Fatalf("DecryptBlock error %v with %d bytes", err, len(p))
@@ -145,12 +152,12 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h := Header{ID: fuzzID}
-	write("FuzzParseHeader", "valid", h.Marshal())
+	write("FuzzParseHeader", "valid", (&Header{Version: FormatV1, ID: fuzzID}).Marshal())
 	write("FuzzParseHeader", "version2", append([]byte("CPT\x00\x00\x02"), fuzzID[:]...))
+	write("FuzzParseHeader", "version3", append([]byte("CPT\x00\x00\x03"), fuzzID[:]...))
 	write("FuzzParseHeader", "short", []byte("CPT"))
-	write("FuzzDecryptBlock", "valid-short", c.EncryptBlock(nil, []byte("seed block"), 2, &fuzzID), uint64(2))
-	write("FuzzDecryptBlock", "valid-full", c.EncryptBlock(nil, bytes.Repeat([]byte("z"), BlockSize), 9, &fuzzID), uint64(9))
+	write("FuzzDecryptBlock", "valid-short", c.EncryptBlock(nil, []byte("seed block"), 2, fuzzHdr), uint64(2))
+	write("FuzzDecryptBlock", "valid-full", c.EncryptBlock(nil, bytes.Repeat([]byte("z"), BlockSize), 9, fuzzHdr), uint64(9))
 	write("FuzzDecryptBlock", "hole", make([]byte, 100), uint64(0))
 	write("FuzzDecryptBlock", "overhead-only", make([]byte, BlockOverhead), uint64(0))
 	for i, name := range []string{"notes.md", strings.Repeat("n", 173)} {

@@ -17,8 +17,13 @@ const (
 	FileIDLen = 16
 	// HeaderSize is the total header length: 4 + 2 + 16 = 22 bytes.
 	HeaderSize = MagicLen + VersionLen + FileIDLen
-	// FormatVersion is the content format version written and accepted.
-	FormatVersion uint16 = 1
+	// FormatVersion is the newest content format version, written in new
+	// vaults. Format 1 (every block under the vault's content key) is still
+	// read, and written in vaults whose config says version 1.
+	FormatVersion uint16 = 2
+	// FormatV1 is the first content format: one content key for every file,
+	// and a trailing all-zero block reads as a hole.
+	FormatV1 uint16 = 1
 )
 
 // Magic is the first MagicLen bytes of every non-empty encrypted content file.
@@ -26,18 +31,27 @@ const Magic = "CPT\x00"
 
 // Header is the parsed header of an encrypted content file.
 type Header struct {
-	// ID is the random file ID, bound into every block's associated data.
+	// Version is the content format of the file: FormatV1 or FormatVersion.
+	Version uint16
+	// ID is the random file ID, bound into every block's associated data
+	// and, from format 2 on, the input of the file's own content key.
 	ID [FileIDLen]byte
 }
 
-// NewHeader returns a header with a fresh random file ID.
-func NewHeader() (Header, error) {
-	var h Header
+// NewHeader returns a header of the given format version (FormatV1 or
+// FormatVersion) with a fresh random file ID.
+func NewHeader(version uint16) (Header, error) {
+	if !supportedVersion(version) {
+		return Header{}, fmt.Errorf("%w: unsupported format version %d", ErrHeader, version)
+	}
+	h := Header{Version: version}
 	if _, err := rand.Read(h.ID[:]); err != nil {
 		return Header{}, fmt.Errorf("crypt: reading random file ID: %w", err)
 	}
 	return h, nil
 }
+
+func supportedVersion(v uint16) bool { return v == FormatV1 || v == FormatVersion }
 
 // Marshal returns the HeaderSize-byte encoding of h.
 func (h Header) Marshal() []byte {
@@ -47,7 +61,7 @@ func (h Header) Marshal() []byte {
 
 func (h Header) appendTo(b []byte) []byte {
 	b = append(b, Magic...)
-	b = binary.BigEndian.AppendUint16(b, FormatVersion)
+	b = binary.BigEndian.AppendUint16(b, h.Version)
 	return append(b, h.ID[:]...)
 }
 
@@ -60,10 +74,11 @@ func ParseHeader(b []byte) (Header, error) {
 	if !bytes.Equal(b[:MagicLen], []byte(Magic)) {
 		return Header{}, fmt.Errorf("%w: bad magic", ErrHeader)
 	}
-	if v := binary.BigEndian.Uint16(b[MagicLen:]); v != FormatVersion {
+	v := binary.BigEndian.Uint16(b[MagicLen:])
+	if !supportedVersion(v) {
 		return Header{}, fmt.Errorf("%w: unsupported format version %d", ErrHeader, v)
 	}
-	var h Header
+	h := Header{Version: v}
 	copy(h.ID[:], b[MagicLen+VersionLen:HeaderSize])
 	return h, nil
 }

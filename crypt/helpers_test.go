@@ -62,7 +62,7 @@ func testKeys(t testing.TB) *Keys {
 // writeFile encrypts data into a fresh memBacking.
 func writeFile(t testing.TB, c *Content, data []byte) (*memBacking, Header) {
 	t.Helper()
-	h, err := NewHeader()
+	h, err := NewHeader(FormatVersion)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,11 +30,11 @@ func runModel(t testing.TB, c *Content, ops []modelOp) {
 	t.Helper()
 	m := &memBacking{}
 	var model []byte
-	h, _ := NewHeader()
+	h, _ := NewHeader(FormatVersion)
 	buf := make([]byte, 0, 1<<20)
 	for i, op := range ops {
 		if m.size() == 0 {
-			h, _ = NewHeader() // fresh header after truncate to 0
+			h, _ = NewHeader(FormatVersion) // fresh header after truncate to 0
 		}
 		switch op.kind {
 		case opWrite:

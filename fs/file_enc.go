@@ -130,14 +130,12 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 	if errno != 0 {
 		return 0, errno
 	}
-	if size == 0 {
-		// A fresh file ID for every new life of the file, so blocks of an
-		// earlier content cannot be replayed into it.
-		hdr, err := crypt.NewHeader()
-		if err != nil {
-			return 0, gofs.ToErrno(err)
+	oldSize := size
+	if size <= crypt.HeaderSize {
+		if errno := n.freshHeader(h.f, size); errno != 0 {
+			return 0, errno
 		}
-		n.hdr = &hdr
+		size = 0
 	} else if n.hdr == nil {
 		if errno := n.loadHeader(h.f); errno != 0 {
 			return 0, errno
@@ -149,12 +147,37 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 			n.authFailed(h.f, err)
 			return 0, syscall.EIO
 		}
-		h.restoreTail(size, tail)
+		h.restoreTail(oldSize, tail)
 		return 0, gofs.ToErrno(err)
 	}
 	n.v.stats.encBytes.Add(int64(len(data)))
 	n.afterWrite(ctx, h.f)
 	return uint32(len(data)), 0
+}
+
+// freshHeader gives a file without data blocks (cipherSize 0, or a header
+// alone) a new random file ID before its first data is written, so that no
+// block of another file, or of an earlier content, can ever be replayed
+// into it: an attacker who copies another file's header into an empty one
+// must not get the user to write blocks under that file's ID. The caller
+// writes the header with the data (cipherSize 0 for crypt) and holds
+// n.contentMu.
+func (n *node) freshHeader(f *os.File, cipherSize int64) syscall.Errno {
+	var old *crypt.Header
+	if cipherSize == crypt.HeaderSize {
+		old, _ = n.readHeader(f, cipherSize)
+	}
+	hdr, err := crypt.NewHeader(n.v.format())
+	if err != nil {
+		return gofs.ToErrno(err)
+	}
+	if old != nil && old.Version != crypt.FormatV1 {
+		if errno := n.resealXattrs(f, &old.ID, &hdr.ID); errno != 0 {
+			return errno
+		}
+	}
+	n.hdr = &hdr
+	return 0
 }
 
 // backingState identifies a version of a backing file.
@@ -230,20 +253,25 @@ func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 	}
 	cs := st.Size()
 	if size == 0 {
-		n.hdr = nil
-		err := f.Truncate(0)
+		// Sealed xattrs are bound to the file ID: keep the header for
+		// them. The next write gives the file a fresh ID all the same.
+		keep := int64(0)
+		if cs >= crypt.HeaderSize && hasUserXattrs(f) {
+			keep = crypt.HeaderSize
+		} else {
+			n.hdr = nil
+		}
+		err := f.Truncate(keep)
 		n.cached = stateOf(f)
 		return gofs.ToErrno(err)
 	}
-	if cs == 0 {
-		hdr, err := crypt.NewHeader()
-		if err != nil {
+	if cs <= crypt.HeaderSize {
+		if errno := n.freshHeader(f, cs); errno != 0 {
+			return errno
+		}
+		if _, err := f.WriteAt(n.hdr.Marshal(), 0); err != nil {
 			return gofs.ToErrno(err)
 		}
-		if _, err := f.WriteAt(hdr.Marshal(), 0); err != nil {
-			return gofs.ToErrno(err)
-		}
-		n.hdr = &hdr
 		cs = crypt.HeaderSize
 	} else if n.hdr == nil {
 		if errno := n.loadHeader(f); errno != 0 {

@@ -22,13 +22,20 @@ import (
 const capHandleKillprivV2 = 1 << 28
 
 // needsDaemonIO reports whether a plaintext file must not be handed to the
-// kernel, because only the daemon can clear its privileges on write.
-func needsDaemonIO(f *os.File) bool {
+// kernel, because only the daemon can clear its privileges on write. That
+// includes, on a mount other users may enter, files that someone besides
+// their owner may write: the owner could make one set-id while another
+// user's passthrough handle is open for writing, and a passthrough write
+// never reaches the daemon to clear the bit again.
+func (n *node) needsDaemonIO(f *os.File) bool {
 	st, err := f.Stat()
 	if err != nil {
 		return true
 	}
 	if st.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 {
+		return true
+	}
+	if n.v.opts.AllowOther && st.Mode().Perm()&0o022 != 0 {
 		return true
 	}
 	_, err = unix.Fgetxattr(int(f.Fd()), "security.capability", nil)

@@ -105,7 +105,7 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 	case syscall.S_IFREG:
 		errno = n.convertFile(pfd, curStored, newStored, &st, wantEnc)
 	case syscall.S_IFLNK:
-		errno = n.convertSymlink(pfd, curStored, newStored, wantEnc)
+		errno = n.convertSymlink(p, name, pfd, curStored, newStored, wantEnc)
 	default:
 		// Directories, fifos, sockets: nothing but the name to convert.
 		errno = gofs.ToErrno(unix.Renameat2(pfd, curStored, pfd, newStored, unix.RENAME_NOREPLACE))
@@ -116,6 +116,7 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 	p.dropSidecar(pfd, curStored)
 	syncDir(pfd)
 	n.enc.Store(wantEnc)
+	n.injected.Store(false)
 	if st.Mode&syscall.S_IFMT == syscall.S_IFREG || st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
 		// A converted file is a new backing file with a new inode number:
 		// make the kernel look it up again. Not from this request, which
@@ -160,10 +161,11 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 			unix.Unlinkat(pfd, tmp, 0)
 		}
 	}()
-	if errno := n.copyContent(src, dst, st.Size, wantEnc); errno != 0 {
+	hdr, errno := n.copyContent(src, dst, st.Size, wantEnc)
+	if errno != 0 {
 		return errno
 	}
-	if errno := n.copyXattrs(src, dst, wantEnc); errno != 0 {
+	if errno := n.copyXattrs(src, dst, hdr); errno != 0 {
 		return errno
 	}
 	if unix.Geteuid() == 0 {
@@ -195,8 +197,30 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 }
 
 // copyContent copies plaintext bytes from src (in the current mode) to dst
-// (in the wanted mode), 1 MiB at a time.
-func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool) syscall.Errno {
+// (in the wanted mode), 1 MiB at a time. Converting to encrypted, it returns
+// the header dst got.
+func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool) (*crypt.Header, syscall.Errno) {
+	var writeHdr crypt.Header
+	errno := n.copyBytes(src, dst, srcSize, wantEnc, &writeHdr)
+	if errno != 0 || !wantEnc {
+		return nil, errno
+	}
+	if writeHdr.Version == 0 {
+		// Nothing was written: an empty file, which gets a header so
+		// that its xattrs can be sealed to its ID.
+		h, err := crypt.NewHeader(n.v.format())
+		if err == nil {
+			_, err = dst.WriteAt(h.Marshal(), 0)
+		}
+		if err != nil {
+			return nil, gofs.ToErrno(err)
+		}
+		writeHdr = h
+	}
+	return &writeHdr, 0
+}
+
+func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHdr *crypt.Header) syscall.Errno {
 	buf := make([]byte, 1<<20)
 	var readHdr *crypt.Header
 	var plainSize int64 = srcSize
@@ -213,13 +237,12 @@ func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool) sysca
 		}
 		plainSize = ps
 	}
-	var writeHdr crypt.Header
-	if wantEnc {
-		h, err := crypt.NewHeader()
+	if wantEnc && plainSize > 0 {
+		h, err := crypt.NewHeader(n.v.format())
 		if err != nil {
 			return gofs.ToErrno(err)
 		}
-		writeHdr = h
+		*writeHdr = h
 	}
 	var cipherSize int64
 	for off := int64(0); off < plainSize; {
@@ -241,7 +264,7 @@ func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool) sysca
 			break
 		}
 		if wantEnc {
-			cipherSize, err = n.v.content.WriteAt(dst, &writeHdr, buf[:cnt], off, cipherSize)
+			cipherSize, err = n.v.content.WriteAt(dst, writeHdr, buf[:cnt], off, cipherSize)
 		} else {
 			_, err = dst.WriteAt(buf[:cnt], off)
 		}
@@ -253,34 +276,30 @@ func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool) sysca
 	return 0
 }
 
-// copyXattrs copies extended attributes, re-sealing user.* values.
-func (n *node) copyXattrs(src, dst *os.File, wantEnc bool) syscall.Errno {
-	list := make([]byte, 64*1024)
-	sz, err := unix.Flistxattr(int(src.Fd()), list)
+// copyXattrs copies extended attributes, re-sealing user.* values: opened
+// as n's (the source, still in its current mode), and sealed to dst's
+// header when converting to encrypted (hdr not nil).
+func (n *node) copyXattrs(src, dst *os.File, hdr *crypt.Header) syscall.Errno {
+	names, err := listXattrNames(int(src.Fd()))
 	if err != nil {
 		if err == unix.ENOTSUP {
 			return 0
 		}
 		return gofs.ToErrno(err)
 	}
-	for _, attr := range strings.Split(string(list[:sz]), "\x00") {
-		if attr == "" {
-			continue
-		}
-		val := make([]byte, 64*1024)
-		vs, err := unix.Fgetxattr(int(src.Fd()), attr, val)
+	for _, attr := range names {
+		val, err := fgetxattrAll(int(src.Fd()), attr)
 		if err != nil {
 			return gofs.ToErrno(err)
 		}
-		val = val[:vs]
 		if strings.HasPrefix(attr, "user.") {
-			if !wantEnc {
-				if val, err = n.v.opts.Keys.OpenMeta(val, xattrAD(attr)); err != nil {
-					n.authFailed(src, err)
-					return syscall.EIO
+			if hdr == nil {
+				var errno syscall.Errno
+				if val, errno = n.openXattr(attr, val); errno != 0 {
+					return errno
 				}
 			} else {
-				val = n.v.opts.Keys.SealMeta(val, xattrAD(attr))
+				val = n.v.opts.Keys.SealMeta(val, crypt.XattrAD(hdr.Version, attr, &hdr.ID))
 			}
 		}
 		if err := unix.Fsetxattr(int(dst.Fd()), attr, val, 0); err != nil {
@@ -290,14 +309,31 @@ func (n *node) copyXattrs(src, dst *os.File, wantEnc bool) syscall.Errno {
 	return 0
 }
 
-func (n *node) convertSymlink(pfd int, curStored, newStored string, wantEnc bool) syscall.Errno {
-	target, errno := n.Readlink(context.Background())
-	if errno != 0 {
-		return errno
+// convertSymlink writes the symlink name of directory p in the other mode
+// under a temp name and puts it in place of the original.
+func (n *node) convertSymlink(p *node, name string, pfd int, curStored, newStored string, wantEnc bool) syscall.Errno {
+	var target []byte
+	if n.isEnc() {
+		var errno syscall.Errno
+		if target, errno = p.readSymlink(pfd, curStored, name); errno != 0 {
+			return errno
+		}
+	} else {
+		// Read as stored: a quarantined link's target is EIO through the
+		// mount, and migrate is what takes it out of quarantine.
+		buf := make([]byte, unix.PathMax)
+		sz, err := unix.Readlinkat(pfd, curStored, buf)
+		if err != nil {
+			return gofs.ToErrno(err)
+		}
+		target = buf[:sz]
 	}
 	stored := string(target)
 	if wantEnc {
-		stored = encodeSymlink(n.v, target)
+		var errno syscall.Errno
+		if stored, errno = p.sealSymlink(name, target); errno != 0 {
+			return errno
+		}
 	}
 	tmp, err := crypt.TempName()
 	if err != nil {

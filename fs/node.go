@@ -32,6 +32,9 @@ type node struct {
 	// ino is the backing inode number, to recognise the entry under its
 	// name; migrate changes it for a converted file.
 	ino atomic.Uint64
+	// injected marks a plaintext-form entry found at a path the policy
+	// encrypts: quarantined (see admit).
+	injected atomic.Bool
 
 	// Directories: an O_PATH fd of the backing directory, opened on first
 	// use and closed when the kernel forgets the node; and the directory IV.
@@ -109,6 +112,20 @@ func (v *vault) newNode(enc bool) *node {
 }
 
 func (n *node) isEnc() bool { return n.enc.Load() }
+
+// quarantined reports whether writes to the entry are refused: a plaintext
+// entry that may have been planted where the policy encrypts (admit).
+func (n *node) quarantined() bool { return !n.isEnc() && n.injected.Load() }
+
+// refuseQuarantined logs and returns EACCES for a write to a quarantined
+// entry, or returns 0.
+func (n *node) refuseQuarantined(what string) syscall.Errno {
+	if !n.quarantined() {
+		return 0
+	}
+	n.v.logf("refused: %s of plaintext entry %q at a path the policy encrypts (injected; \"cryptpt migrate\" encrypts it)", what, "/"+n.relPath())
+	return syscall.EACCES
+}
 
 var _ = (gofs.NodeOnForgetter)((*node)(nil))
 
@@ -250,18 +267,49 @@ func (n *node) dirIV(create bool) (*[16]byte, syscall.Errno) {
 		return nil, errno
 	}
 	iv, err := readDirIV(fd)
-	if errors.Is(err, syscall.ENOENT) && create && !n.v.opts.ReadOnly {
-		iv, err = createDirIV(fd)
+	if errors.Is(err, syscall.ENOENT) {
+		// Only a plaintext directory that never held an encrypted entry
+		// may lack one: every directory made through the mount has one.
+		// A fresh IV anywhere else would silently re-key (orphan) the
+		// entries named under the lost one.
+		switch {
+		case n.isEnc():
+			err = errors.New("missing in an encrypted directory")
+		case holdsEncryptedNames(fd):
+			err = errors.New("missing in a directory that holds encrypted entries")
+		case !create || n.v.opts.ReadOnly:
+			return nil, syscall.ENOENT
+		default:
+			iv, err = createDirIV(fd)
+		}
 	}
 	if err != nil {
-		if !errors.Is(err, syscall.ENOENT) {
-			n.v.logf("directory IV of %q unreadable: %v", n.relPath(), err)
-			return nil, syscall.EIO
-		}
-		return nil, syscall.ENOENT
+		n.v.stats.authFailures.Add(1)
+		n.v.logf("directory IV of %q unusable: %v (restore %s from a backup; \"cryptpt fsck\" reports it)", "/"+n.relPath(), err, crypt.DirIVName)
+		return nil, syscall.EIO
 	}
 	n.iv = iv
 	return iv, 0
+}
+
+// holdsEncryptedNames reports whether the directory open at fd (O_PATH)
+// lists any encrypted-form name.
+func holdsEncryptedNames(fd int) bool {
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true // cannot tell: do not make an IV
+	}
+	ents, err := readDirents(dfd)
+	unix.Close(dfd)
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		if k := crypt.Classify(e.Name); k == crypt.Encrypted || k == crypt.Long {
+			return true
+		}
+	}
+	return false
 }
 
 // fillAttr converts a backing stat into what the mount shows.

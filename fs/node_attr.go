@@ -76,6 +76,9 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		}
 	}
 	if size, ok := in.GetSize(); ok {
+		if errno := n.refuseQuarantined("truncate"); errno != 0 {
+			return errno
+		}
 		if errno := n.truncate(ctx, f, int64(size), in.Valid&fuse.FATTR_KILL_SUIDGID != 0); errno != 0 {
 			return errno
 		}

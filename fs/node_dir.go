@@ -12,12 +12,89 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// symlinkAD binds encrypted symlink targets to their purpose.
-var symlinkAD = []byte("cryptpt symlink v1")
+// sealSymlink seals the target of the encrypted symlink name in directory
+// n for the vault, bound to that place (crypt.SymlinkAD).
+func (n *node) sealSymlink(name string, target []byte) (string, syscall.Errno) {
+	iv, errno := n.dirIV(true)
+	if errno != 0 {
+		return "", errno
+	}
+	ad := crypt.SymlinkAD(n.v.format(), iv, name)
+	return base64.RawURLEncoding.EncodeToString(n.v.opts.Keys.SealMeta(target, ad)), 0
+}
 
-// encodeSymlink seals the target of an encrypted symlink for the vault.
-func encodeSymlink(v *vault, target []byte) string {
-	return base64.RawURLEncoding.EncodeToString(v.opts.Keys.SealMeta(target, symlinkAD))
+// openSymlink decrypts the stored target of the encrypted symlink name in
+// directory n: sealed in the vault's format, or in format 1 where the vault
+// was upgraded from it.
+func (n *node) openSymlink(name string, stored []byte) ([]byte, error) {
+	sealed, err := base64.RawURLEncoding.DecodeString(string(stored))
+	if err != nil {
+		return nil, err
+	}
+	iv, errno := n.dirIV(false)
+	if errno != 0 {
+		return nil, errno
+	}
+	for _, version := range []uint16{n.v.format(), crypt.FormatV1} {
+		var target []byte
+		if target, err = n.v.opts.Keys.OpenMeta(sealed, crypt.SymlinkAD(version, iv, name)); err == nil {
+			return target, nil
+		}
+	}
+	return nil, err
+}
+
+// readSymlink reads and decrypts the encrypted symlink stored in directory
+// n (open at fd) under stored, whose plaintext name is name.
+func (n *node) readSymlink(fd int, stored, name string) ([]byte, syscall.Errno) {
+	buf := make([]byte, unix.PathMax)
+	sz, err := unix.Readlinkat(fd, stored, buf)
+	if err != nil {
+		return nil, gofs.ToErrno(err)
+	}
+	target, err := n.openSymlink(name, buf[:sz])
+	if err != nil {
+		n.v.stats.authFailures.Add(1)
+		n.v.logf("symlink %q (vault %q): target fails authentication: %v", "/"+n.childPath(name), stored, err)
+		return nil, syscall.EIO
+	}
+	return target, 0
+}
+
+// moveSymlink moves the encrypted symlink name of n (stored as sstored in
+// sfd) to newName in np (stored as dstored in dfd), re-sealing its target
+// for the new place: a new link is made under a temp name, renamed in with
+// flags, and then the old one is removed. A crash leaves the old link, or
+// both. It returns the new link's inode number.
+func (n *node) moveSymlink(sfd int, sstored, name string, np *node, dfd int, dstored, newName string, flags uint) (uint64, syscall.Errno) {
+	target, errno := n.readSymlink(sfd, sstored, name)
+	if errno != 0 {
+		return 0, errno
+	}
+	sealed, errno := np.sealSymlink(newName, target)
+	if errno != 0 {
+		return 0, errno
+	}
+	tmp, err := crypt.TempName()
+	if err != nil {
+		return 0, gofs.ToErrno(err)
+	}
+	if err := unix.Symlinkat(sealed, dfd, tmp); err != nil {
+		return 0, gofs.ToErrno(err)
+	}
+	var st syscall.Stat_t
+	if err := fstatat(dfd, tmp, &st); err != nil {
+		unix.Unlinkat(dfd, tmp, 0)
+		return 0, gofs.ToErrno(err)
+	}
+	if err := unix.Renameat2(dfd, tmp, dfd, dstored, flags); err != nil {
+		unix.Unlinkat(dfd, tmp, 0)
+		return 0, gofs.ToErrno(err)
+	}
+	if sfd != dfd || sstored != dstored {
+		unix.Unlinkat(sfd, sstored, 0)
+	}
+	return st.Ino, 0
 }
 
 // encryptNew reports whether a new entry at name gets the encrypted mode.
@@ -244,7 +321,10 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	enc := n.encryptNew(name, false)
 	storedTarget := target
 	if enc {
-		storedTarget = encodeSymlink(n.v, []byte(target))
+		var errno syscall.Errno
+		if storedTarget, errno = n.sealSymlink(name, []byte(target)); errno != 0 {
+			return nil, errno
+		}
 		if len(storedTarget) >= unix.PathMax {
 			return nil, syscall.ENAMETOOLONG
 		}
@@ -266,26 +346,23 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
+	if n.isEnc() {
+		p, name, errno := n.parent()
+		if errno != 0 {
+			return nil, errno
+		}
+		return p.readSymlink(fd, stored, name)
+	}
+	if n.quarantined() {
+		n.v.logf("refused: readlink of plaintext-form symlink %q at a path the policy encrypts (injected; \"cryptpt migrate\" converts it)", "/"+n.relPath())
+		return nil, syscall.EIO
+	}
 	buf := make([]byte, unix.PathMax)
 	sz, err := unix.Readlinkat(fd, stored, buf)
 	if err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	buf = buf[:sz]
-	if !n.isEnc() {
-		return buf, 0
-	}
-	sealed, err := base64.RawURLEncoding.DecodeString(string(buf))
-	if err == nil {
-		var target []byte
-		target, err = n.v.opts.Keys.OpenMeta(sealed, symlinkAD)
-		if err == nil {
-			return target, 0
-		}
-	}
-	n.v.stats.authFailures.Add(1)
-	n.v.logf("symlink %q (vault %q): target fails authentication: %v", "/"+n.relPath(), stored, err)
-	return nil, syscall.EIO
+	return buf[:sz], 0
 }
 
 var _ = (gofs.NodeLinker)((*node)(nil))
@@ -312,7 +389,26 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	if errno != 0 {
 		return nil, errno
 	}
-	if err := unix.Linkat(sfd, sstored, fd, stored, 0); err != nil {
+	if t.isEnc() && t.StableAttr().Mode == syscall.S_IFLNK {
+		// An encrypted target is sealed to one place, so a second name
+		// gets a link of its own with the same target (symlinks cannot
+		// change, so only the link count tells).
+		tp, tname, errno := t.parent()
+		if errno != 0 {
+			return nil, errno
+		}
+		target, errno := tp.readSymlink(sfd, sstored, tname)
+		if errno != 0 {
+			return nil, errno
+		}
+		sealed, errno := n.sealSymlink(name, target)
+		if errno != 0 {
+			return nil, errno
+		}
+		if err := unix.Symlinkat(sealed, fd, stored); err != nil {
+			return nil, gofs.ToErrno(err)
+		}
+	} else if err := unix.Linkat(sfd, sstored, fd, stored, 0); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
 	if t.isEnc() && plainPolicy {

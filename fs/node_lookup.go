@@ -52,18 +52,25 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 			}
 			return nil, gofs.ToErrno(err)
 		}
-		if !n.admit(path, enc, st.Mode&syscall.S_IFMT == syscall.S_IFDIR) {
+		show, quarantine := n.admit(path, enc, st.Mode&syscall.S_IFMT == syscall.S_IFDIR)
+		if !show {
 			return nil, syscall.ENOENT
 		}
-		return n.newChild(ctx, enc, &st, gen, out), 0
+		ch := n.newChild(ctx, enc, &st, gen, out)
+		ch.Operations().(*node).injected.Store(quarantine)
+		return ch, 0
 	}
 	return nil, syscall.ENOENT
 }
 
 // admit records entries whose stored mode differs from the policy and says
-// whether to show them: plaintext entries at encrypted paths are hidden on
-// untrusted storage.
-func (n *node) admit(path string, enc, isDir bool) bool {
+// whether to show them, and whether to quarantine them. A plaintext-form
+// entry at a path the policy encrypts cannot be authenticated: anyone who
+// can write the vault may have planted it to catch what the user writes
+// there. It is hidden on untrusted storage, and otherwise quarantined:
+// readable, but refused for writing (EACCES), and a symlink's target is
+// EIO, until "cryptpt migrate" encrypts it (docs/threat-model.md).
+func (n *node) admit(path string, enc, isDir bool) (show, quarantine bool) {
 	plainPolicy := n.v.policy().Decide(path, isDir).Plaintext
 	switch {
 	case enc && plainPolicy:
@@ -72,11 +79,14 @@ func (n *node) admit(path string, enc, isDir bool) bool {
 		if n.v.opts.UntrustedStorage {
 			n.v.stats.hiddenEntries.Add(1)
 			n.v.logf("hidden: plaintext entry %q at a path the policy encrypts (untrusted storage)", path)
-			return false
+			return false, false
 		}
-		n.v.stats.note(&n.v.stats.injected, path)
+		if n.v.stats.note(&n.v.stats.injected, path) {
+			n.v.logf("quarantined: plaintext entry %q at a path the policy encrypts: read-only until \"cryptpt migrate\" encrypts it", path)
+		}
+		return true, true
 	}
-	return true
+	return true, false
 }
 
 var _ = (gofs.NodeReaddirer)((*node)(nil))
@@ -111,7 +121,7 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		if !enc || n.v.opts.UntrustedStorage {
 			// Only plaintext entries can be hidden; skip the policy
 			// check for the common encrypted case.
-			if !n.admit(n.childPath(name), enc, e.Mode == syscall.S_IFDIR) {
+			if show, _ := n.admit(n.childPath(name), enc, e.Mode == syscall.S_IFDIR); !show {
 				continue
 			}
 		}

@@ -27,10 +27,17 @@ func (n *node) backingAccess(flags uint32) (want int, fallback int) {
 var _ = (gofs.NodeOpener)((*node)(nil))
 
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if n.v.opts.ReadOnly && (flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0) {
+	writes := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
+	if n.v.opts.ReadOnly && writes {
 		return nil, 0, syscall.EROFS
 	}
 	want, fallback := n.backingAccess(flags)
+	if n.quarantined() {
+		if writes {
+			return nil, 0, n.refuseQuarantined("open for writing")
+		}
+		want, fallback = unix.O_RDONLY, -1
+	}
 	if n.isEnc() {
 		// Our own header reads must not count as an access by the user.
 		want |= unix.O_NOATIME
@@ -91,7 +98,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 	}
 	pf := newPlainFile(n, f)
 	n.trackOpen(f)
-	if n.v.passthrough() && !needsDaemonIO(f) {
+	if n.v.passthrough() && !n.quarantined() && !n.needsDaemonIO(f) {
 		n.v.stats.plainOpensPassthrough.Add(1)
 		return &passthroughFile{pf}, 0, 0
 	}

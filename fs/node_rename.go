@@ -103,7 +103,16 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 			return gofs.ToErrno(err)
 		}
 	}
-	if err := unix.Renameat2(sfd, sstored, dfd, dstored, uint(flags&unix.RENAME_NOREPLACE)); err != nil {
+	if enc && sst.Mode&syscall.S_IFMT == syscall.S_IFLNK && (n != np || name != newName) {
+		// An encrypted target is sealed to its place: re-seal it there.
+		ino, errno := n.moveSymlink(sfd, sstored, name, np, dfd, dstored, newName, uint(flags&unix.RENAME_NOREPLACE))
+		if errno != 0 {
+			return errno
+		}
+		if ch := n.childNode(name); ch != nil {
+			ch.ino.Store(ino)
+		}
+	} else if err := unix.Renameat2(sfd, sstored, dfd, dstored, uint(flags&unix.RENAME_NOREPLACE)); err != nil {
 		return gofs.ToErrno(err)
 	}
 	if other != "" {
@@ -136,5 +145,36 @@ func (n *node) exchange(sfd int, sstored string, enc bool, np *node, dfd int, na
 	if !denc && !n.v.policy().Decide(n.childPath(name), dIsDir).Plaintext {
 		return syscall.EXDEV
 	}
-	return gofs.ToErrno(unix.Renameat2(sfd, sstored, dfd, dstored, unix.RENAME_EXCHANGE))
+	var sst syscall.Stat_t
+	if err := fstatat(sfd, sstored, &sst); err != nil {
+		return gofs.ToErrno(err)
+	}
+	if err := unix.Renameat2(sfd, sstored, dfd, dstored, unix.RENAME_EXCHANGE); err != nil {
+		return gofs.ToErrno(err)
+	}
+	if !enc {
+		return 0
+	}
+	// Encrypted symlink targets are sealed to their place: re-seal each
+	// where it now is. The vault names stayed; the links behind them moved.
+	src, dstNode := n.childNode(name), np.childNode(newName)
+	if sst.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		ino, errno := n.moveSymlink(dfd, dstored, name, np, dfd, dstored, newName, 0)
+		if errno != 0 {
+			return errno
+		}
+		if src != nil {
+			src.ino.Store(ino)
+		}
+	}
+	if dst.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		ino, errno := np.moveSymlink(sfd, sstored, newName, n, sfd, sstored, name, 0)
+		if errno != 0 {
+			return errno
+		}
+		if dstNode != nil {
+			dstNode.ino.Store(ino)
+		}
+	}
+	return 0
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 
+	"cryptpt/crypt"
+
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 )
@@ -110,7 +112,182 @@ func (n *node) sealsXattr(attr string) bool {
 	return n.isEnc() && strings.HasPrefix(attr, "user.")
 }
 
-func xattrAD(attr string) []byte { return []byte("cryptpt xattr v1\x00" + attr) }
+// xattrAD returns the associated data of attr's value on n in the given
+// format: format 2 binds it to the entry (crypt.XattrAD), so with create
+// an empty file gets a header to carry its ID.
+func (n *node) xattrAD(version uint16, attr string, create bool) ([]byte, syscall.Errno) {
+	if version == crypt.FormatV1 {
+		return crypt.XattrAD(version, attr, nil), 0
+	}
+	var id *[16]byte
+	var errno syscall.Errno
+	if n.StableAttr().Mode == syscall.S_IFDIR {
+		id, errno = n.dirIV(create)
+	} else {
+		id, errno = n.fileID(create)
+	}
+	if errno != 0 {
+		return nil, errno
+	}
+	return crypt.XattrAD(version, attr, id), 0
+}
+
+// openXattr decrypts a sealed value of attr on n: sealed in the vault's
+// format, or in format 1 where the vault was upgraded from it.
+func (n *node) openXattr(attr string, sealed []byte) ([]byte, syscall.Errno) {
+	var err error
+	for _, version := range []uint16{n.v.format(), crypt.FormatV1} {
+		ad, errno := n.xattrAD(version, attr, false)
+		if errno != 0 {
+			return nil, errno
+		}
+		var value []byte
+		if value, err = n.v.opts.Keys.OpenMeta(sealed, ad); err == nil {
+			return value, 0
+		}
+		if version == crypt.FormatV1 {
+			break
+		}
+	}
+	n.v.stats.authFailures.Add(1)
+	n.v.logf("xattr %q of %q fails authentication: %v", attr, "/"+n.relPath(), err)
+	return nil, syscall.EIO
+}
+
+// fileID returns the file ID of an encrypted regular file, from its header
+// in the vault. A file without a header has none (a zero ID, under which
+// nothing opens), unless create is set: then it gets a header now.
+func (n *node) fileID(create bool) (*[16]byte, syscall.Errno) {
+	n.contentMu.Lock()
+	defer n.contentMu.Unlock()
+	access := unix.O_RDONLY
+	if create {
+		access = unix.O_RDWR
+	}
+	f, errno := n.openBacking(access)
+	if errno == syscall.ENOENT {
+		if f = n.dupOpenFile(); f == nil {
+			return nil, errno
+		}
+	} else if errno != 0 {
+		return nil, errno
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, gofs.ToErrno(err)
+	}
+	if st.Size() == 0 {
+		if !create {
+			return new([16]byte), 0
+		}
+		hdr, err := crypt.NewHeader(n.v.format())
+		if err == nil {
+			_, err = f.WriteAt(hdr.Marshal(), 0)
+		}
+		if err != nil {
+			return nil, gofs.ToErrno(err)
+		}
+		n.hdr = &hdr
+		n.cached = stateOf(f)
+		return &hdr.ID, 0
+	}
+	hdr, errno := n.readHeader(f, st.Size())
+	if errno != 0 {
+		return nil, errno
+	}
+	return &hdr.ID, 0
+}
+
+// hasUserXattrs reports whether f has user.* attributes, which in an
+// encrypted file are sealed to its file ID.
+func hasUserXattrs(f *os.File) bool {
+	names, err := listXattrNames(int(f.Fd()))
+	if err != nil {
+		return false
+	}
+	for _, a := range names {
+		if strings.HasPrefix(a, "user.") {
+			return true
+		}
+	}
+	return false
+}
+
+// resealXattrs re-seals the format-2 user.* values of f from file ID from
+// to file ID to, when the file gets a fresh ID. A value that does not open
+// under the old ID is left as it is: it fails as it did.
+func (n *node) resealXattrs(f *os.File, from, to *[16]byte) syscall.Errno {
+	names, err := listXattrNames(int(f.Fd()))
+	if err != nil {
+		if err == unix.ENOTSUP {
+			return 0
+		}
+		return gofs.ToErrno(err)
+	}
+	for _, attr := range names {
+		if !strings.HasPrefix(attr, "user.") {
+			continue
+		}
+		sealed, err := fgetxattrAll(int(f.Fd()), attr)
+		if err != nil {
+			return gofs.ToErrno(err)
+		}
+		value, err := n.v.opts.Keys.OpenMeta(sealed, crypt.XattrAD(crypt.FormatVersion, attr, from))
+		if err != nil {
+			continue
+		}
+		resealed := n.v.opts.Keys.SealMeta(value, crypt.XattrAD(crypt.FormatVersion, attr, to))
+		if err := unix.Fsetxattr(int(f.Fd()), attr, resealed, 0); err != nil {
+			return gofs.ToErrno(err)
+		}
+	}
+	return 0
+}
+
+// listXattrNames lists the xattr names of the file open at fd.
+func listXattrNames(fd int) ([]string, error) {
+	for {
+		sz, err := unix.Flistxattr(fd, nil)
+		if err != nil || sz == 0 {
+			return nil, err
+		}
+		buf := make([]byte, sz)
+		got, err := unix.Flistxattr(fd, buf)
+		if err == unix.ERANGE {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, a := range strings.Split(string(buf[:got]), "\x00") {
+			if a != "" {
+				names = append(names, a)
+			}
+		}
+		return names, nil
+	}
+}
+
+// fgetxattrAll returns the whole value of attr of the file open at fd.
+func fgetxattrAll(fd int, attr string) ([]byte, error) {
+	for {
+		sz, err := unix.Fgetxattr(fd, attr, nil)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, sz)
+		got, err := unix.Fgetxattr(fd, attr, buf)
+		if err == unix.ERANGE {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:got], nil
+	}
+}
 
 func (n *node) virtualXattr(attr string) ([]byte, bool) {
 	switch {
@@ -149,11 +326,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	}); errno != 0 {
 		return 0, errno
 	}
-	value, err := n.v.opts.Keys.OpenMeta(sealed, xattrAD(attr))
-	if err != nil {
-		n.v.stats.authFailures.Add(1)
-		n.v.logf("xattr %q of %q fails authentication: %v", attr, "/"+n.relPath(), err)
-		return 0, syscall.EIO
+	value, errno := n.openXattr(attr, sealed)
+	if errno != 0 {
+		return 0, errno
 	}
 	return copyXattr(value, dest)
 }
@@ -180,8 +355,15 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
+	if errno := n.refuseQuarantined("setxattr"); errno != 0 {
+		return errno
+	}
 	if n.sealsXattr(attr) {
-		data = n.v.opts.Keys.SealMeta(data, xattrAD(attr))
+		ad, errno := n.xattrAD(n.v.format(), attr, true)
+		if errno != 0 {
+			return errno
+		}
+		data = n.v.opts.Keys.SealMeta(data, ad)
 	}
 	return n.withXattr(func(t xattrTarget) error { return t.set(attr, data, int(flags)) })
 }

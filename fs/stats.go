@@ -30,15 +30,20 @@ type stats struct {
 // daemon's memory without bound.
 const maxListed = 1000
 
-func (s *stats) note(set *map[string]struct{}, path string) {
+// note records path in set and reports whether it was new there.
+func (s *stats) note(set *map[string]struct{}, path string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if *set == nil {
 		*set = map[string]struct{}{}
 	}
+	if _, ok := (*set)[path]; ok {
+		return false
+	}
 	if len(*set) < maxListed {
 		(*set)[path] = struct{}{}
 	}
+	return true
 }
 
 func (s *stats) forget(path string) {

@@ -46,6 +46,10 @@ type Options struct {
 	// change while it is mounted: the kernel caches no names, attributes or
 	// file contents, so every change shows at once, at a cost in speed.
 	SharedStorage bool
+	// FormatVersion is the vault's format (the vault config's version):
+	// new encrypted files, symlink targets and xattr values are written in
+	// it. Zero means crypt.FormatVersion. Both formats are always read.
+	FormatVersion uint16
 	// Writeback asks for the kernel's writeback cache where passthrough
 	// would not be used anyway (see useWriteback). Off by default: under
 	// concurrent renames and unlinks of files being written, close() can
@@ -96,6 +100,9 @@ func newVault(o Options) (*vault, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open vault %s: %w", abs, err)
 	}
+	if o.FormatVersion == 0 {
+		o.FormatVersion = crypt.FormatVersion
+	}
 	v := &vault{
 		opts:     o,
 		content:  o.Keys.Content(),
@@ -107,6 +114,9 @@ func newVault(o Options) (*vault, error) {
 	v.pol.Store(o.Policy)
 	return v, nil
 }
+
+// format is the content format new encrypted entries are written in.
+func (v *vault) format() uint16 { return v.opts.FormatVersion }
 
 // policy returns the policy in force for new entries.
 func (v *vault) policy() *config.Policy { return v.pol.Load() }

@@ -110,7 +110,7 @@ func (c *checker) content(r io.ReaderAt, size int64) (string, error) {
 				break
 			}
 			var err error
-			c.plain, err = c.k.Content().DecryptBlock(c.plain[:0], sealed, bn, &h.ID)
+			c.plain, err = c.k.Content().DecryptBlock(c.plain[:0], sealed, bn, &h, bn == nBlocks-1)
 			if err != nil {
 				bad = append(bad, bn)
 			}

@@ -19,10 +19,6 @@ import (
 // repair moves damaged entries into.
 const LostFoundName = "cryptpt-lost+found"
 
-// Associated data of encrypted metadata, as the fs package seals it.
-var symlinkAD = []byte("cryptpt symlink v1")
-
-func xattrAD(name string) []byte { return []byte("cryptpt xattr v1\x00" + name) }
 
 // maxSmallFile bounds the directory IV and sidecar files read.
 const maxSmallFile = 4096
@@ -186,6 +182,11 @@ type entry struct {
 	dir     string // plaintext path of the parent, "" if unknown
 	sidecar string // sidecar name to move along, if any
 	damaged bool   // a damage problem that repair moves the entry for
+	// For encrypted entries whose name decrypted: the plaintext name and
+	// the directory IV it is encrypted under, which format 2 binds
+	// symlink targets to.
+	plainName string
+	dirIV     *[crypt.DirIVSize]byte
 }
 
 func (c *checker) report(e *entry, k Kind, format string, args ...any) {
@@ -392,6 +393,7 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 		switch {
 		case err == nil:
 			e.ppath = plainJoin(e.dir, name)
+			e.plainName, e.dirIV = name, iv
 		case errors.Is(err, crypt.ErrAuth):
 			c.report(e, BadName, "name fails authentication")
 		default:
@@ -431,9 +433,53 @@ func (c *checker) symlink(e *entry) {
 		c.report(e, BadSymlink, "symlink target is not in the encrypted form")
 		return
 	}
-	if _, err := c.k.OpenMeta(sealed, symlinkAD); err != nil {
-		c.report(e, BadSymlink, "symlink target fails authentication")
+	if e.dirIV == nil {
+		return // the name did not decrypt: reported already
 	}
+	for _, v := range []uint16{crypt.FormatVersion, crypt.FormatV1} {
+		if _, err := c.k.OpenMeta(sealed, crypt.SymlinkAD(v, e.dirIV, e.plainName)); err == nil {
+			return
+		}
+	}
+	c.report(e, BadSymlink, "symlink target fails authentication (or was moved from another link)")
+}
+
+// entryID returns what format-2 xattr values of the entry open at fd are
+// bound to: a regular file's ID, a directory's IV; nil if it has none.
+func entryID(fd int) *[16]byte {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return nil
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		data, err := readSmallFile(fd, crypt.DirIVName)
+		if err != nil {
+			return nil
+		}
+		iv, _ := crypt.ParseDirIV(data)
+		return iv
+	}
+	var hb [crypt.HeaderSize]byte
+	if n, _ := unix.Pread(fd, hb[:], 0); n != len(hb) {
+		return nil
+	}
+	h, err := crypt.ParseHeader(hb[:])
+	if err != nil {
+		return nil
+	}
+	return &h.ID
+}
+
+// xattrOpens reports whether a sealed user.* value opens for the entry
+// (bound to id in format 2, or format 1 from before a vault upgrade).
+func (c *checker) xattrOpens(val []byte, name string, id *[16]byte) bool {
+	if id != nil {
+		if _, err := c.k.OpenMeta(val, crypt.XattrAD(crypt.FormatVersion, name, id)); err == nil {
+			return true
+		}
+	}
+	_, err := c.k.OpenMeta(val, crypt.XattrAD(crypt.FormatV1, name, nil))
+	return err == nil
 }
 
 // xattrs verifies the user.* xattr values of the encrypted entry open at fd.
@@ -448,6 +494,7 @@ func (c *checker) xattrs(fd int, e *entry) {
 		}
 		return
 	}
+	id := entryID(fd)
 	for _, name := range names {
 		if !strings.HasPrefix(name, "user.") {
 			continue
@@ -458,7 +505,7 @@ func (c *checker) xattrs(fd int, e *entry) {
 			c.report(e, BadXattr, "extended attribute %s unreadable: %v", name, err)
 			continue
 		}
-		if _, err := c.k.OpenMeta(val, xattrAD(name)); err != nil {
+		if !c.xattrOpens(val, name, id) {
 			c.report(e, BadXattr, "extended attribute %s fails authentication (not repaired: remove it through the mount)", name)
 		}
 	}

@@ -94,7 +94,7 @@ func (v *testVault) file(dir, name string, size int) string {
 		data[i] = byte(v.rng.Uint32())
 	}
 	if size > 0 {
-		h, err := crypt.NewHeader()
+		h, err := crypt.NewHeader(crypt.FormatVersion)
 		if err != nil {
 			v.t.Fatal(err)
 		}
@@ -107,7 +107,7 @@ func (v *testVault) file(dir, name string, size int) string {
 
 func (v *testVault) symlink(dir, name, target string) string {
 	p := v.name(dir, name)
-	sealed := base64.RawURLEncoding.EncodeToString(v.k.SealMeta([]byte(target), symlinkAD))
+	sealed := base64.RawURLEncoding.EncodeToString(v.k.SealMeta([]byte(target), crypt.SymlinkAD(crypt.FormatV1, nil, "")))
 	if err := os.Symlink(sealed, p); err != nil {
 		v.t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func (v *testVault) build() map[string]string {
 	m["long"] = v.file(docs, strings.Repeat("L", 200), 4097)
 	m["link"] = v.symlink(docs, "link", "../elsewhere/target")
 	m["xattr"] = v.file(v.root, "tagged", 10)
-	if err := unix.Lsetxattr(m["xattr"], "user.note", v.k.SealMeta([]byte("hello"), xattrAD("user.note")), 0); err != nil {
+	if err := unix.Lsetxattr(m["xattr"], "user.note", v.k.SealMeta([]byte("hello"), crypt.XattrAD(crypt.FormatV1, "user.note", nil)), 0); err != nil {
 		v.t.Fatal(err)
 	}
 	videos := filepath.Join(v.root, "Videos")
@@ -250,7 +250,7 @@ func TestFindsDamage(t *testing.T) {
 			must(t, os.Symlink(string(b), m["link"]))
 		}, BadSymlink, "/Documents/link", "fails authentication"},
 		{"xattr value", func(t *testing.T, v *testVault, m map[string]string) {
-			must(t, unix.Lsetxattr(m["xattr"], "user.note", v.k.SealMeta([]byte("hello"), xattrAD("user.other")), 0))
+			must(t, unix.Lsetxattr(m["xattr"], "user.note", v.k.SealMeta([]byte("hello"), crypt.XattrAD(crypt.FormatV1, "user.other", nil)), 0))
 		}, BadXattr, "/tagged", "user.note fails authentication"},
 		{"leftover temp", func(t *testing.T, v *testVault, m map[string]string) {
 			must(t, os.WriteFile(filepath.Join(m["docs"], crypt.TempPrefix+"abc"), []byte("x"), 0o600))
