@@ -19,7 +19,6 @@ import (
 // repair moves damaged entries into.
 const LostFoundName = "cryptpt-lost+found"
 
-
 // maxSmallFile bounds the directory IV and sidecar files read.
 const maxSmallFile = 4096
 
