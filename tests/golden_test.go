@@ -138,6 +138,18 @@ func TestGoldenVaultV1(t *testing.T) {
 	}
 	v.unmount(t)
 	noCanaries(t, v.backing, fresh)
+	// A format-1 vault keeps writing format 1, which the cryptpt that made
+	// it can read.
+	must(t, filepath.Walk(v.backing, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() < 6 {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err == nil && string(data[:4]) == "CPT\x00" && (data[4] != 0 || data[5] != 1) {
+			t.Errorf("%s: content format %d in a format-1 vault", p, int(data[4])<<8|int(data[5]))
+		}
+		return err
+	}))
 	out, errOut, code := cryptpt("fsck", "--passfile", v.pwfile, v.backing)
 	if code != 0 {
 		t.Fatalf("fsck of the old vault after writes: exit %d\n%s%s", code, out, errOut)

@@ -267,9 +267,14 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 	if err != nil {
 		return err
 	}
+	vcfg, err := keys.Load(backing)
+	if err != nil {
+		return vaultError(err, backing)
+	}
 	m, err := fs.MountVault(mountpoint, fs.Options{
 		Backing:          backing,
 		Keys:             k,
+		FormatVersion:    contentFormat(vcfg.Version),
 		Policy:           cfg.Policy,
 		ReadOnly:         mf.readOnly,
 		AllowOther:       mf.allowOther,
@@ -317,6 +322,16 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 	m.Wait()
 	logger.Printf("unmounted %s", mountpoint)
 	return nil
+}
+
+// contentFormat is the content format a vault writes, by its config
+// version: vaults made before format 2 keep writing format 1, so that the
+// cryptpt that made them can still read them.
+func contentFormat(configVersion int) uint16 {
+	if configVersion <= 1 {
+		return crypt.FormatV1
+	}
+	return crypt.FormatVersion
 }
 
 // unmountWhenIdle unmounts once the mount has been idle for limit.
