@@ -157,15 +157,36 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 	return n.truncateEnc(file, size)
 }
 
-// openBacking opens the node's backing file without following links.
+// openBacking opens the node's regular backing file without following
+// links. O_NONBLOCK and a type check after the open make sure that a FIFO
+// or device swapped in after the lookup is never waited on or used.
 func (n *node) openBacking(flags int) (*os.File, syscall.Errno) {
 	fd, stored, errno := n.at()
 	if errno != 0 {
 		return nil, errno
 	}
-	bfd, err := unix.Openat(fd, stored, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	bfd, err := unix.Openat(fd, stored, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, gofs.ToErrno(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(bfd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(bfd)
+		if err != nil {
+			return nil, gofs.ToErrno(err)
+		}
+		n.v.logf("refused: vault entry %q of %q is no longer a regular file (mode %o)", stored, "/"+n.relPath(), st.Mode)
+		return nil, syscall.EIO
+	}
+	if flags&unix.O_NONBLOCK == 0 {
+		fl, err := unix.FcntlInt(uintptr(bfd), unix.F_GETFL, 0)
+		if err == nil {
+			_, err = unix.FcntlInt(uintptr(bfd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+		}
+		if err != nil {
+			unix.Close(bfd)
+			return nil, gofs.ToErrno(err)
+		}
 	}
 	return os.NewFile(uintptr(bfd), stored), 0
 }

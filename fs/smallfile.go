@@ -20,6 +20,13 @@ func readSmallFile(dirfd int, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, errors.New("metadata file is not a regular file")
+	}
 	buf := make([]byte, maxSmallFile+1)
 	n := 0
 	for n < len(buf) {

@@ -2,7 +2,9 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 	"testing"
 
 	cfs "cryptpt/fs"
+
+	"golang.org/x/sys/unix"
 )
 
 // contribDir holds the units, the mount helper and the completions.
@@ -349,6 +353,19 @@ func TestSystemUnitPrivileges(t *testing.T) {
 	out, err := asUnit("status", "--json", v.mnt)
 	if err != nil || !strings.Contains(out, `"passthrough_active": true`) {
 		t.Errorf("status under the unit's privileges: %v\n%s", err, out)
+	}
+	// The daemon holds keys: it is not dumpable, so its /proc files belong
+	// to root and not to the user it runs as (no core dump, no ptrace).
+	var st struct {
+		PID int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.PID == 0 {
+		t.Fatalf("status has no daemon pid: %v\n%s", err, out)
+	}
+	var pst unix.Stat_t
+	must(t, unix.Stat(fmt.Sprintf("/proc/%d/environ", st.PID), &pst))
+	if pst.Uid != 0 {
+		t.Errorf("/proc/%d/environ owned by uid %d: the daemon is dumpable", st.PID, pst.Uid)
 	}
 	if out, err := asUnit("unmount", v.mnt); err != nil {
 		t.Errorf("unmount: %v\n%s", err, out)

@@ -294,6 +294,9 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 	}
 	st := m.Status()
 	logger.Printf("mounted %s on %s; passthrough: %v (%s)", backing, mountpoint, st.PassthroughActive, st.PassthroughReason)
+	if !lockMemory() {
+		logger.Printf("memory not locked (needs CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK): keys may reach swap; use encrypted swap")
+	}
 	if ready != nil {
 		fmt.Fprintln(ready, "ok")
 		ready.Close()

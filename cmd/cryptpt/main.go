@@ -48,6 +48,7 @@ func commands() []command {
 }
 
 func main() {
+	harden()
 	os.Exit(run(os.Args[1:]))
 }
 
