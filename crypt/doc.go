@@ -17,16 +17,25 @@
 //	"cryptpt names v1"    64      AES-SIV-CMAC-512 (RFC 5297), entry names
 //	"cryptpt meta v1"     32      AES-256-GCM, symlink targets and xattr values
 //
-// # Content file format (FormatVersion 1)
+// # Content file format (FormatV1 = 1, FormatVersion = 2)
 //
 // An empty file may be stored as 0 bytes (no header) or as a header alone.
 // Otherwise the backing file is a header followed by blocks:
 //
 //	offset  size  field
 //	0       4     magic "CPT\x00" (43 50 54 00)
-//	4       2     format version, uint16 big-endian = 1
+//	4       2     format version, uint16 big-endian: 1 or 2
 //	6       16    file ID, random
 //	22            first block (HeaderSize = 4 + 2 + 16 = 22)
+//
+// The two formats differ only in the key and in trailing holes:
+//
+//	format 1: every block is sealed under the content key; a trailing
+//	          all-zero block reads as a hole.
+//	format 2: every block of a file is sealed under its file key,
+//	          HKDF-SHA256(content key, salt nil, info "cryptpt file v2" ||
+//	          file ID, 32 bytes); the last block is always stored sealed,
+//	          so an all-zero last block is ErrAuth.
 //
 // Block n (0-based) starts at 22 + n*4124 ([CipherOffset]) and holds
 // plaintext bytes [n*4096, (n+1)*4096):
@@ -67,9 +76,10 @@
 // Any other block that fails to open yields an error wrapping [ErrAuth]
 // naming the block number, and no bytes of that read are returned.
 //
-// Nonces are 96 random bits per block write, so one content key should seal
-// well under 2^32 blocks (16 TiB of block writes) to keep the collision
-// probability negligible, as with gocryptfs.
+// Nonces are 96 random bits per block write. NIST SP 800-38D bounds a key
+// with random nonces to 2^32 seals; in format 1 the whole vault shares one
+// key (as in gocryptfs), in format 2 each file ID has its own, and a file
+// gets a new ID whenever it is emptied and written again.
 //
 // # Entry names
 //
@@ -113,8 +123,10 @@
 // # Metadata values
 //
 // [Keys.SealMeta] seals symlink targets and xattr values as
-// nonce(12) || AES-256-GCM ciphertext || tag(16) under the meta key with
-// caller-chosen associated data.
+// nonce(12) || AES-256-GCM ciphertext || tag(16) under the meta key, with
+// the associated data of [SymlinkAD] and [XattrAD]: format 2 binds a value
+// to its entry (a link's directory IV and name, a file's ID, a directory's
+// IV), format 1 only to its kind.
 //
 // # Concurrency
 //
