@@ -122,3 +122,37 @@ func BenchmarkStdlibGCM(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkFormats compares format 1 (one content key) with format 2 (a key
+// per file, looked up per request) for writes and reads of 4 KiB, the
+// FUSE request of small writes, and 128 KiB.
+func BenchmarkFormats(b *testing.B) {
+	for _, version := range []uint16{FormatV1, FormatVersion} {
+		for _, size := range []int{BlockSize, benchReq} {
+			c := benchContent(b, false)
+			h, _ := NewHeader(version)
+			m := &memBacking{}
+			p := make([]byte, size)
+			cs, err := c.WriteAt(m, &h, p, 0, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("format%d/WriteAt/%dKiB", version, size>>10), func(b *testing.B) {
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					if _, err := c.WriteAt(m, &h, p, 0, cs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run(fmt.Sprintf("format%d/ReadAt/%dKiB", version, size>>10), func(b *testing.B) {
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					if _, err := c.ReadAt(m, &h, p, 0, cs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
