@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -125,6 +126,9 @@ func checkGolden(t *testing.T, v *cliVault, want []goldenEntry) {
 // finds it clean.
 func TestGoldenVaultV1(t *testing.T) {
 	v, want := unpackGolden(t, "v1")
+	if out := run(t, "info", v.backing); !strings.Contains(out, "format:         1 ") {
+		t.Errorf("info does not name format 1:\n%s", out)
+	}
 	v.mount(t)
 	checkGolden(t, v, want)
 
