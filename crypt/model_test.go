@@ -26,15 +26,15 @@ type modelOp struct {
 
 // runModel applies ops to an encrypted memBacking and to a plain []byte model
 // and fails on the first difference.
-func runModel(t testing.TB, c *Content, ops []modelOp) {
+func runModel(t testing.TB, c *Content, version uint16, ops []modelOp) {
 	t.Helper()
 	m := &memBacking{}
 	var model []byte
-	h, _ := NewHeader(FormatVersion)
+	h, _ := NewHeader(version)
 	buf := make([]byte, 0, 1<<20)
 	for i, op := range ops {
 		if m.size() == 0 {
-			h, _ = NewHeader(FormatVersion) // fresh header after truncate to 0
+			h, _ = NewHeader(version) // fresh header after truncate to 0
 		}
 		switch op.kind {
 		case opWrite:
@@ -82,6 +82,9 @@ func runModel(t testing.TB, c *Content, ops []modelOp) {
 		}
 		if want := CipherSize(int64(len(model))); m.size() != want {
 			t.Fatalf("op %d %+v: backing size %d, want %d (plain %d)", i, op, m.size(), want, len(model))
+		}
+		if version != FormatV1 && len(model) > 0 && isZero(m.b[CipherOffset(BlockNo(int64(len(model)-1))):]) {
+			t.Fatalf("op %d %+v: a format-2 file ends in a hole", i, op)
 		}
 	}
 	got, err := readAll(c, m, &h)
@@ -132,8 +135,8 @@ func TestContentModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.parallel = par
-		for range 5 {
-			runModel(t, c, randomOps(r, 1000))
+		for i := range 6 {
+			runModel(t, c, []uint16{FormatV1, FormatVersion}[i%2], randomOps(r, 1000))
 		}
 	}
 }
@@ -166,6 +169,7 @@ func FuzzContentModel(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		runModel(t, c, decodeOps(data))
+		runModel(t, c, FormatV1, decodeOps(data))
+		runModel(t, c, FormatVersion, decodeOps(data))
 	})
 }
