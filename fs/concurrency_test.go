@@ -1,6 +1,7 @@
 package fs_test
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -212,4 +213,60 @@ func checkDirConsistent(t *testing.T, tv *fs.TestVault, dir string) {
 		sort.Strings(kinds)
 		t.Errorf("the mount lists %d entries, the vault directory holds %d (%v)", len(entries), len(stored), kinds)
 	}
+}
+
+// TestWritebackCloseNoEIO truncates, writes and closes files while other
+// goroutines unlink and rename the same names, on a mount with the kernel's
+// writeback cache. The kernel writes cached times back right after each
+// unlink or rename, and a failure there came back as EIO from an unrelated
+// close(): that must never happen. CRYPTPT_STRESS=1 runs it ten times longer.
+func TestWritebackCloseNoEIO(t *testing.T) {
+	tv := fs.NewTestVault(t, fs.TestOptions{})
+	if !tv.Mount.Status().WritebackCache {
+		t.Fatal("an all-encrypted mount did not get the writeback cache")
+	}
+	must(t, os.Mkdir(tv.Path("d"), 0o755))
+	ops := 300
+	if os.Getenv("CRYPTPT_STRESS") == "1" {
+		ops = 3000
+	}
+	names := []string{"a", "b", "c", "d", "e", "f"}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	unexpected := map[string]int{}
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			pick := func() string { return tv.Path("d/" + names[rng.IntN(len(names))]) }
+			for i := range ops {
+				var err error
+				switch rng.IntN(3) {
+				case 0:
+					var f *os.File
+					if f, err = os.OpenFile(pick(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err == nil {
+						_, err = fmt.Fprintf(f, "file %d %d\n", w, i)
+						if cerr := f.Close(); err == nil && cerr != nil {
+							err = cerr
+						}
+					}
+				case 1:
+					err = os.Rename(pick(), pick())
+				case 2:
+					err = os.Remove(pick())
+				}
+				if err != nil && !errors.Is(err, os.ErrNotExist) {
+					mu.Lock()
+					unexpected[err.Error()]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for msg, n := range unexpected {
+		t.Errorf("%d x %s", n, msg)
+	}
+	checkDirConsistent(t, tv, "d")
 }

@@ -51,6 +51,23 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
+	errno := n.setattr(ctx, f, in, out)
+	if errno == syscall.ENOENT && timesOnly(in) {
+		// The kernel's writeback cache writes cached times back right
+		// after an unlink or a rename over the entry
+		// (fuse_flush_time_update), and turns a failure into EIO on the
+		// next close() of whoever still has the file open, or is opening
+		// it. The entry has no name and no open handle here: there is
+		// nothing left to stamp, which is success. The kernel ignores
+		// the attributes of that reply; they are marked as not cacheable.
+		out.Attr = fuse.Attr{Ino: n.ino.Load(), Mode: n.StableAttr().Mode}
+		out.SetTimeout(0)
+		return 0
+	}
+	return errno
+}
+
+func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	fd, stored, flags, done, errno := n.attrTarget(f, true)
 	if errno != 0 {
 		return errno
@@ -98,6 +115,13 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		}
 	}
 	return n.Getattr(ctx, f, out)
+}
+
+// timesOnly reports whether a SETATTR only sets times, without a file
+// handle: what the kernel sends to write back the times it cached.
+func timesOnly(in *fuse.SetAttrIn) bool {
+	const times = fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_CTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW
+	return in.Valid != 0 && in.Valid&^times == 0
 }
 
 // attrTarget says where Setattr changes attributes: through the open handle

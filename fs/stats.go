@@ -62,6 +62,9 @@ type Status struct {
 
 	PassthroughActive bool   `json:"passthrough_active"`
 	PassthroughReason string `json:"passthrough_reason"`
+	// WritebackCache says whether the kernel merges writes in its page
+	// cache (on where passthrough is not used; see useWriteback).
+	WritebackCache bool `json:"writeback_cache"`
 
 	PlainOpensPassthrough int64 `json:"plaintext_opens_passthrough"`
 	PlainOpensDaemon      int64 `json:"plaintext_opens_daemon"`
@@ -90,6 +93,7 @@ func (v *vault) status() Status {
 		ReadOnly:          v.opts.ReadOnly,
 		PassthroughActive: v.ptActive,
 		PassthroughReason: v.ptReason,
+		WritebackCache:    v.writeback,
 	}
 	v.ptMu.Unlock()
 	st.PlainOpensPassthrough = s.plainOpensPassthrough.Load()

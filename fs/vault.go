@@ -50,11 +50,9 @@ type Options struct {
 	// new encrypted files, symlink targets and xattr values are written in
 	// it. Zero means crypt.FormatVersion. Both formats are always read.
 	FormatVersion uint16
-	// Writeback asks for the kernel's writeback cache where passthrough
-	// would not be used anyway (see useWriteback). Off by default: under
-	// concurrent renames and unlinks of files being written, close() can
-	// return EIO from the kernel's writeback path (TestConcurrentDirOps).
-	Writeback bool
+	// NoWriteback turns off the kernel's writeback cache, which is on
+	// wherever passthrough would not be used anyway (see useWriteback).
+	NoWriteback bool
 }
 
 // vault is the state shared by every node of one mount.
@@ -79,6 +77,7 @@ type vault struct {
 	pol atomic.Pointer[config.Policy]
 
 	ptMu       sync.Mutex
+	writeback  bool // the kernel granted the writeback cache
 	ptActive   bool
 	ptReason   string
 	mountpoint string

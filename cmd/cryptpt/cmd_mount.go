@@ -58,7 +58,7 @@ func runMount(args []string) error {
 	fl.StringVar(&mf.logFile, "log", "", "append the daemon's log to `FILE` (default: syslog when in the background)")
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
 	fl.BoolVar(&mf.sharedStorage, "shared-storage", false, "the vault may change behind this mount (another machine, a sync tool): cache nothing")
-	fl.BoolVar(&mf.writeback, "writeback", false, "experimental: the kernel's writeback cache where passthrough is not used (much faster small encrypted writes; see README)")
+	fl.BoolVar(&mf.writeback, "writeback", true, "the kernel's writeback cache wherever passthrough is not used (much faster small encrypted writes); --writeback=false turns it off")
 	fl.DurationVar(&mf.idle, "idle", 0, "unmount after `DURATION` with no open file and no access (e.g. 30m; 0 = never)")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
@@ -282,7 +282,7 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		UntrustedStorage: mf.untrusted,
 		Logger:           logger,
 		Debug:            mf.debug,
-		Writeback:        mf.writeback,
+		NoWriteback:      !mf.writeback,
 		SharedStorage:    mf.sharedStorage,
 	})
 	if err != nil {
