@@ -47,6 +47,7 @@ test: deps-test lint build
 
 stress: deps-test build
 	CRYPTPT_STRESS=1 $(GO) test -count=1 -timeout 60m ./tests/ -run 'Model|Concurren|Stress|Crash|FullDisk' -v
+	CRYPTPT_STRESS=1 $(GO) test -count=1 -timeout 30m ./fs/ -run 'Writeback|Concurren' -v
 
 bench: deps-bench build
 	./bench/run.sh $(BENCH_ARGS)
