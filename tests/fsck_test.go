@@ -190,25 +190,33 @@ func TestFsck(t *testing.T) {
 	v.unmount(t)
 
 	// Repair: the diriv cannot be repaired (no backup here: put it back),
-	// the rest is moved aside.
+	// the rest is salvaged or set aside, readable.
 	must(t, os.WriteFile(diriv, goodIV, 0o600))
 	out, errOut, code = fsckRun(v, "--repair")
-	if code != 3 {
-		t.Fatalf("repair: exit %d\n%s%s", code, out, errOut)
+	if code != 0 {
+		t.Fatalf("repair: exit %d, want 0\n%s%s", code, out, errOut)
 	}
-	lf := "cryptpt-lost+found/"
-	fsckExpect(t, out, "moved: /Documents/report.odt (vault: "+vault["Documents/report.odt"]+") -> "+lf+strings.TrimPrefix(filepath.Base(report), "~~"))
-	fsckExpect(t, out, "moved: vault "+docs+"/"+string(nb), lf)
-	fsckExpect(t, out, "moved: vault "+vault[fsckLongName], lf)
+	lf := "/cryptpt-lost+found/"
+	fsckExpect(t, out, "salvaged: /Documents/report.odt (vault: "+vault["Documents/report.odt"]+") -> "+lf+"report.odt: lost bytes 12288-16383 (4096 bytes)",
+		"original kept as "+lf+"report.odt.cryptpt-damaged", "report "+lf+"report.odt.cryptpt-damage.txt")
+	unnamedNotes := "unnamed-" + string(nb[2:18])
+	unnamedLong := "unnamed-" + filepath.Base(long)[2:18]
+	fsckExpect(t, out, "moved: vault "+docs+"/"+string(nb), lf+unnamedNotes)
+	fsckExpect(t, out, "moved: vault "+vault[fsckLongName], lf+unnamedLong)
+	fsckExpect(t, out, ", 3 repaired")
+	notesData, longData := want["Documents/notes.txt"], want[fsckLongName]
+	salvaged := bytes.Clone(want["Documents/report.odt"])
+	clear(salvaged[3*crypt.BlockSize : 4*crypt.BlockSize])
 	for _, p := range []string{"Documents/report.odt", "Documents/notes.txt", fsckLongName} {
 		delete(want, p)
 	}
 	out, errOut, code = fsckRun(v)
-	if code != 0 || !strings.Contains(out, ": 0 damaged, 0 warnings") || !strings.Contains(out, "holds 3 entries") {
+	if code != 0 || !strings.Contains(out, ": 0 damaged, 0 warnings") || !strings.Contains(out, "holds 7 entries") {
 		t.Fatalf("after repair: exit %d\n%s%s", code, out, errOut)
 	}
 
-	// The rest reads fine through a mount, and the moved entries show.
+	// The rest reads fine through a mount, and lost+found shows readable
+	// entries: the salvaged copy, and the files whose names were lost.
 	v.mount(t)
 	for p, data := range want {
 		got, err := os.ReadFile(v.path(p))
@@ -219,12 +227,16 @@ func TestFsck(t *testing.T) {
 	if tgt, err := os.Readlink(v.path("Documents/link")); err != nil || tgt != "../top.txt" {
 		t.Errorf("symlink after repair: %q, %v", tgt, err)
 	}
-	ents, err := os.ReadDir(v.path("cryptpt-lost+found"))
-	if err != nil || len(ents) != 3 {
+	ents, err := os.ReadDir(v.path(lf))
+	if err != nil || len(ents) != 7 {
 		t.Errorf("lost+found in the mount: %v, %v", ents, err)
 	}
-	moved, err := os.ReadFile(v.path(lf + strings.TrimPrefix(filepath.Base(report), "~~")))
-	if err != nil || len(moved) != int(crypt.CipherSize(5*crypt.BlockSize+123)) {
-		t.Errorf("moved file through the mount: %d bytes, %v", len(moved), err)
+	for name, data := range map[string][]byte{"report.odt": salvaged, unnamedNotes: notesData, unnamedLong: longData} {
+		if got, err := os.ReadFile(v.path(lf + name)); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s%s through the mount: %v (same bytes: %v)", lf, name, err, bytes.Equal(got, data))
+		}
+	}
+	if st := v.status(t); len(st.Injected) != 0 {
+		t.Errorf("status lists injected entries after repair: %v", st.Injected)
 	}
 }
