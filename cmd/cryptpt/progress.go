@@ -186,8 +186,10 @@ func (b *progressBar) fraction() (float64, bool) {
 func (b *progressBar) fields(now time.Time) []string {
 	var out []string
 	frac, known := b.fraction()
-	if known {
-		out = append(out, fmt.Sprintf("%3.0f%%", frac*100))
+	if known && b.tty {
+		out = append(out, fmt.Sprintf("%3.0f%%", frac*100)) // the bar does not shift
+	} else if known {
+		out = append(out, fmt.Sprintf("%.0f%%", frac*100))
 	}
 	bytes := humanBytes(b.bytes)
 	if b.totalBytes > 0 {
