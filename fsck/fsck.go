@@ -266,6 +266,7 @@ type entry struct {
 	name    string // vault name
 	vpath   string // vault path relative to the root
 	ppath   string // plaintext path, "" if unknown
+	plain   string // decrypted name, "" if unknown (known even where ppath is not)
 	dir     string // plaintext path of the parent, "" if unknown
 	sidecar string // sidecar name to move along, if any
 	damaged bool   // a damage problem that repair moves the entry for
@@ -509,6 +510,7 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 		name, err := c.k.Names().Decrypt(iv, e.name, sidecar)
 		switch {
 		case err == nil:
+			e.plain = name
 			e.ppath = plainJoin(e.dir, name)
 		case errors.Is(err, crypt.ErrAuth):
 			c.report(e, BadName, "name fails authentication")

@@ -392,6 +392,39 @@ func TestRepair(t *testing.T) {
 	}
 }
 
+// TestRepairLostDirectoryName: a directory whose name fails is set aside
+// under a made-up name with its contents readable, and a damaged file in it
+// is salvaged under its own name.
+func TestRepairLostDirectoryName(t *testing.T) {
+	v := newTestVault(t)
+	m := v.build()
+	flipByte(t, m["one"], crypt.HeaderSize+crypt.NonceSize)
+	b := []byte(filepath.Base(m["docs"]))
+	b[10] = map[bool]byte{true: 'A', false: 'B'}[b[10] != 'A']
+	badDocs := filepath.Join(v.root, string(b))
+	must(t, os.Rename(m["docs"], badDocs))
+
+	rep := v.check(true)
+	if rep.Damaged() != 2 || rep.Unrepaired() != 0 || len(rep.Salvages) != 1 {
+		t.Fatalf("repair: %+v", rep)
+	}
+	if s := rep.Salvages[0]; s.Copy != "/"+LostFoundName+"/one" || len(s.Lost) != 1 || s.Lost[0] != (Range{0, 1}) {
+		t.Errorf("salvage: %+v", s)
+	}
+	lf, _ := v.lostFound("")
+	_, text := v.lostFound("one" + DamageReportSuffix)
+	if got := string(v.readEnc(text)); !strings.Contains(got, "file:     one, in a directory whose path is lost") {
+		t.Errorf("damage report:\n%s", got)
+	}
+	unnamed := v.name(lf, unnamedPrefix+string(b[2:18]))
+	if got := v.readEnc(v.name(unnamed, "report.odt")); !bytes.Equal(got, v.data[m["report"]]) {
+		t.Errorf("report.odt in the set-aside directory does not read as it was")
+	}
+	if rep := v.check(false); len(rep.Problems) != 0 {
+		t.Errorf("after repair: %+v", rep.Problems)
+	}
+}
+
 // TestSalvage salvages files whose header or size is damaged.
 func TestSalvage(t *testing.T) {
 	for _, tc := range []struct {

@@ -155,8 +155,8 @@ func (c *checker) repairEntry(e *entry, st *unix.Stat_t) {
 // baseName is the name an entry gets in LostFoundName: its decrypted name,
 // or, when that is lost, "unnamed-" and the start of its vault name.
 func baseName(e *entry) string {
-	if e.ppath != "" && e.ppath != "/" {
-		return path.Base(e.ppath)
+	if e.plain != "" {
+		return e.plain
 	}
 	return unnamedPrefix + e.name[len(crypt.ReservedPrefix):min(len(e.name), len(crypt.ReservedPrefix)+16)]
 }

@@ -149,9 +149,12 @@ func (c *checker) anyBlockReads(r io.ReaderAt, h *crypt.Header, psize, csize int
 func damageHeader(e *entry, all []Problem) string {
 	var b strings.Builder
 	b.WriteString("cryptpt fsck --repair: damage report\n\n")
-	if e.ppath != "" {
+	switch {
+	case e.ppath != "":
 		fmt.Fprintf(&b, "file:     %s\n", e.ppath)
-	} else {
+	case e.plain != "":
+		fmt.Fprintf(&b, "file:     %s, in a directory whose path is lost\n", e.plain)
+	default:
 		fmt.Fprintf(&b, "file:     name lost; it was in %s\n", orUnknown(e.dir))
 	}
 	fmt.Fprintf(&b, "vault:    %s (before the repair)\n", e.vpath)

@@ -387,3 +387,41 @@ func TestFsckProgress(t *testing.T) {
 		t.Errorf("fsck without a terminal: exit %d, control characters in %q", code, out+errOut)
 	}
 }
+
+// TestProgressMigrateOnPty: migrate draws the same bar on a terminal, and
+// its report lines on stdout are not mixed into it.
+func TestProgressMigrateOnPty(t *testing.T) {
+	v := newCLIVault(t, "media/")
+	v.mount(t)
+	must(t, os.Mkdir(v.path("media"), 0o755))
+	must(t, os.WriteFile(v.path("media/clip"), make([]byte, 3<<20), 0o600))
+	v.unmount(t)
+	v.setPolicy(t, "")
+	v.mount(t)
+
+	master, slave := openPty(t)
+	cmd := exec.Command(binary, "migrate", "--config", v.config, v.mnt)
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, slave
+	must(t, cmd.Start())
+	slave.Close()
+	var tty bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(&tty, master)
+		close(copied)
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("migrate on a pty: %v\n%s", err, stdout.String())
+	}
+	<-copied
+	bar := tty.String()
+	for _, want := range []string{`\r\x1b\[Kmigrate \[`, `/ 3\.0 MiB`, `[0-9]/2 entries`, `ETA (--|[0-9])`} {
+		if !regexp.MustCompile(want).MatchString(bar) {
+			t.Errorf("bar on the terminal lacks %s: %q", want, bar)
+		}
+	}
+	if !strings.Contains(stdout.String(), "stored encrypted: /media/clip") || strings.ContainsAny(stdout.String(), "\r\033") {
+		t.Errorf("stdout: %q", stdout.String())
+	}
+}
