@@ -425,6 +425,23 @@ func TestRepairLostDirectoryName(t *testing.T) {
 	}
 }
 
+// TestRepairWithoutRootIV: with the root's IV unusable, repair cannot name
+// an encrypted lost+found and falls back to moving entries raw into a
+// plaintext one; the IV itself is left for the user to restore.
+func TestRepairWithoutRootIV(t *testing.T) {
+	v := newTestVault(t)
+	v.build()
+	must(t, os.WriteFile(filepath.Join(v.root, crypt.DirIVName), []byte("short"), 0o600))
+	must(t, os.WriteFile(filepath.Join(v.root, crypt.TempPrefix+"x"), []byte("t"), 0o600))
+	rep := v.check(true)
+	if rep.Unrepaired() == 0 || len(rep.Moves) != 1 || rep.Moves[0].To != "/"+LostFoundName+"/tx" {
+		t.Fatalf("repair: %+v", rep)
+	}
+	if got, err := os.ReadFile(filepath.Join(v.root, LostFoundName, "tx")); err != nil || string(got) != "t" {
+		t.Errorf("moved temp file: %q, %v", got, err)
+	}
+}
+
 // TestSalvage salvages files whose header or size is damaged.
 func TestSalvage(t *testing.T) {
 	for _, tc := range []struct {

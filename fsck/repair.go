@@ -394,7 +394,7 @@ func (c *checker) createFileStored(stored string, mode uint32, fill func(*plainW
 	}
 	if err == nil {
 		unix.Fchown(fd, c.lf.uid, c.lf.gid)
-		err = unix.Fchmod(fd, mode&0o7777)
+		err = unix.Fchmod(fd, mode&0o777) // no set-ID bits: the owner may differ
 	}
 	if err == nil {
 		err = f.Sync()
