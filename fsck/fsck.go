@@ -131,15 +131,6 @@ type Salvage struct {
 	NoHeader bool
 }
 
-// LostBytes returns the number of plaintext bytes zeroed in the copy.
-func (s *Salvage) LostBytes() int64 {
-	var n int64
-	for _, r := range s.Lost {
-		n += r.Len
-	}
-	return n
-}
-
 // Progress counts the work done so far, and the work to do when known.
 type Progress struct {
 	Dirs    int64 // directories walked
