@@ -15,9 +15,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LostFoundName is the plaintext-named directory at the vault root that
-// repair moves damaged entries into.
+// LostFoundName is the name of the directory at the vault root that repair
+// puts damaged entries and their salvaged copies in. Repair makes it an
+// encrypted-mode directory (its vault name is the encrypted form of this
+// name); vaults repaired by older versions may hold a plaintext-named one.
 const LostFoundName = "cryptpt-lost+found"
+
+// Names that repair gives to what it puts in LostFoundName, after the
+// entry's decrypted base name (see the package doc).
+const (
+	// DamagedSuffix marks a damaged original kept with its vault bytes.
+	DamagedSuffix = ".cryptpt-damaged"
+	// DamageReportSuffix marks the report of what was lost.
+	DamageReportSuffix = ".cryptpt-damage.txt"
+)
 
 // maxSmallFile bounds the directory IV and sidecar files read.
 const maxSmallFile = 4096
@@ -77,20 +88,55 @@ type Problem struct {
 	VaultPath string
 	// Detail says what is wrong, e.g. "block 3 fails authentication".
 	Detail string
+	// Repaired is set in Report.Problems (not in the Options.Problem
+	// callback, which runs before the repair) when repair dealt with it.
+	Repaired bool
 }
 
 // Move is an entry moved aside by repair.
 type Move struct {
 	Path      string // plaintext path, or "" as in Problem
 	VaultPath string // where it was
-	To        string // where it is now, relative to the vault root
+	To        string // where it is now: its path in the mount ("/cryptpt-lost+found/…")
 }
 
-// Progress counts the work done so far.
+// Range is a range of plaintext bytes.
+type Range struct{ Off, Len int64 }
+
+// Salvage is a damaged encrypted file that repair rewrote readable.
+type Salvage struct {
+	Path      string // plaintext path, or "" as in Problem
+	VaultPath string // where it was
+	// Copy is the mount path of the salvaged copy: the original's
+	// plaintext with every lost range zeroed. "" when nothing could be
+	// read (no copy is written then).
+	Copy string
+	// Original is the mount path of the damaged original, vault bytes
+	// unchanged (reading a lost range there fails with EIO).
+	Original string
+	// Report is the mount path of the damage report, a text file.
+	Report string
+	Size   int64   // plaintext size of the copy
+	Lost   []Range // plaintext ranges that failed authentication, in order
+	// Cut is the number of stored bytes at the end that are not a whole
+	// block and were left out (their plaintext, if any, is lost).
+	Cut int64
+	// NoHeader is set when the header did not parse; the copy, if any,
+	// used the file ID where the header keeps it.
+	NoHeader bool
+}
+
+// Progress counts the work done so far, and the work to do when known.
 type Progress struct {
-	Dirs  int64 // directories walked
-	Files int64 // encrypted regular files verified
-	Bytes int64 // ciphertext bytes verified
+	Dirs    int64 // directories walked
+	Files   int64 // encrypted regular files verified
+	Bytes   int64 // ciphertext bytes verified
+	Entries int64 // vault entries looked at (every name in every directory)
+	// TotalEntries and TotalBytes come from a quick first pass that only
+	// lists directories and stats entries (see Options.Progress); 0 when
+	// unknown.
+	TotalEntries int64
+	TotalBytes   int64
 }
 
 // Options control Check. All callbacks are optional and called from the
@@ -103,8 +149,15 @@ type Options struct {
 	// Moved is called for each entry that repair moved.
 	Moved func(Move)
 	// Progress is called often (after each file and each chunk read);
-	// the callee throttles its output.
+	// the callee throttles its output. When it is set, Check first walks
+	// the vault once without reading any file (listing directories and
+	// stating entries), to fill in the totals.
 	Progress func(Progress)
+	// Salvaged is called for each damaged file that repair rewrote.
+	Salvaged func(Salvage)
+	// FormatVersion is the content format of the files repair writes:
+	// the vault's (0: crypt.FormatVersion).
+	FormatVersion uint16
 }
 
 // Report is the result of Check.
@@ -117,6 +170,7 @@ type Report struct {
 	LostFound int64 // entries already in LostFoundName (not walked)
 	Problems  []Problem
 	Moves     []Move
+	Salvages  []Salvage
 }
 
 // Damaged returns the number of problems that are damage.
@@ -132,6 +186,18 @@ func (r *Report) Damaged() int {
 
 // Warnings returns the number of problems that are warnings.
 func (r *Report) Warnings() int { return len(r.Problems) - r.Damaged() }
+
+// Unrepaired returns the number of problems that are damage and that
+// repair did not deal with (all of them without Options.Repair).
+func (r *Report) Unrepaired() int {
+	n := 0
+	for _, p := range r.Problems {
+		if p.Kind.Damage() && !p.Repaired {
+			n++
+		}
+	}
+	return n
+}
 
 // Check verifies the vault at backing with k (see the package doc). It
 // returns an error only when the walk cannot start or repair cannot create
@@ -151,6 +217,10 @@ func Check(backing string, k *crypt.Keys, o Options) (*Report, error) {
 		buf:    make([]byte, readChunkBlocks*crypt.CipherBlockSize),
 	}
 	defer c.lf.close()
+	c.lfStored = c.lostFoundStored()
+	if o.Progress != nil {
+		c.rep.TotalEntries, c.rep.TotalBytes = c.estimate()
+	}
 	c.dir(rootFd, "", "/")
 	if c.fatal != nil {
 		return c.rep, c.fatal
@@ -170,6 +240,13 @@ type checker struct {
 	buf    []byte
 	plain  []byte
 	fatal  error
+	// rootIV is the root's directory IV (nil if unusable or absent);
+	// rootIVAbsent says it is absent and nothing needs it.
+	rootIV       *[crypt.DirIVSize]byte
+	rootIVAbsent bool
+	// lfStored is the vault name of an encrypted LostFoundName ("" when
+	// the root's IV is unusable).
+	lfStored string
 }
 
 // entry is what is known about one vault entry while it is checked.
@@ -178,21 +255,27 @@ type entry struct {
 	name    string // vault name
 	vpath   string // vault path relative to the root
 	ppath   string // plaintext path, "" if unknown
+	plain   string // decrypted name, "" if unknown (known even where ppath is not)
 	dir     string // plaintext path of the parent, "" if unknown
 	sidecar string // sidecar name to move along, if any
 	damaged bool   // a damage problem that repair moves the entry for
-	// For encrypted entries whose name decrypted: the plaintext name and
-	// the directory IV it is encrypted under, which format 2 binds
-	// symlink targets to.
-	plainName string
-	dirIV     *[crypt.DirIVSize]byte
+	// dirIV is the IV the name of an encrypted entry whose name
+	// decrypted is encrypted under, which format 2 binds symlink
+	// targets to (with the name, plain).
+	dirIV *[crypt.DirIVSize]byte
+	// What repair must do about it.
+	badContent bool  // content damaged: salvage
+	nameLost   bool  // the name cannot be decrypted: a made-up name
+	probs      []int // indexes in Report.Problems that repairing e repairs
 }
 
-func (c *checker) report(e *entry, k Kind, format string, args ...any) {
+// report records a problem of e and returns its index in Report.Problems.
+func (c *checker) report(e *entry, k Kind, format string, args ...any) int {
 	p := Problem{Kind: k, Path: e.ppath, VaultPath: e.vpath, Detail: fmt.Sprintf(format, args...)}
 	if p.Path == "" {
 		p.Dir = e.dir
 	}
+	i := len(c.rep.Problems)
 	c.rep.Problems = append(c.rep.Problems, p)
 	if c.o.Problem != nil {
 		c.o.Problem(p)
@@ -200,6 +283,21 @@ func (c *checker) report(e *entry, k Kind, format string, args ...any) {
 	switch k {
 	case BadContent, BadName, BadSidecar, BadSymlink, Unreadable:
 		e.damaged = true
+		e.probs = append(e.probs, i)
+	}
+	switch k {
+	case BadContent:
+		e.badContent = true
+	case BadName, BadSidecar:
+		e.nameLost = true
+	}
+	return i
+}
+
+// repaired marks the problems with the given indexes as repaired.
+func (c *checker) repaired(probs []int) {
+	for _, i := range probs {
+		c.rep.Problems[i].Repaired = true
 	}
 }
 
@@ -250,16 +348,24 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 		}
 	}
 	iv := c.dirIV(fd, vpath, self, hasDirIV, hasEncrypted)
+	if vpath == "" {
+		c.rootIV, c.rootIVAbsent = iv, !hasDirIV && !hasEncrypted
+	}
 
 	for _, name := range names {
 		if c.fatal != nil {
 			return
 		}
 		e := &entry{dirfd: fd, name: name, vpath: join(vpath, name), dir: ppath}
+		c.rep.Entries++
+		if vpath == "" && name == c.lfStored && c.lfStored != "" {
+			c.rep.LostFound += c.countLostFound(fd, name)
+			continue
+		}
 		switch kind := crypt.Classify(name); kind {
 		case crypt.Plain:
 			if vpath == "" && name == LostFoundName {
-				c.rep.LostFound += c.countLostFound(fd)
+				c.rep.LostFound += c.countLostFound(fd, name)
 				continue
 			}
 			e.ppath = plainJoin(ppath, name)
@@ -270,7 +376,7 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			long := crypt.LongPrefix + name[len(crypt.SidecarPrefix):]
 			if !present[long] {
 				c.report(e, OrphanSidecar, "long-name sidecar without its entry %s", long)
-				c.repairMoveAlways(e)
+				c.keepRaw(e, name[len(crypt.ReservedPrefix):]+".cryptpt-orphan-sidecar")
 			}
 		case crypt.DirIV:
 			// Checked above.
@@ -284,7 +390,7 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			} else {
 				c.report(e, LeftoverTemp, "leftover temporary file")
 			}
-			c.repairMoveAlways(e)
+			c.keepRaw(e, name[len(crypt.ReservedPrefix):]+".cryptpt-temp")
 		default:
 			c.report(e, UnknownReserved, "name reserved for cryptpt that this version does not know (left in place)")
 		}
@@ -330,8 +436,14 @@ func (c *checker) dirIV(fd int, vpath string, self *entry, present, needed bool)
 		return nil
 	}
 	// No encrypted entry depends on it: a new one is made on demand.
-	c.report(self, BadDirIV, "%s is unusable (%v); no entry depends on it", crypt.DirIVName, err)
-	c.repairMoveAlways(ivEntry)
+	i := c.report(self, BadDirIV, "%s is unusable (%v); no entry depends on it", crypt.DirIVName, err)
+	base := "root"
+	if self.ppath != "" && self.ppath != "/" {
+		base = path.Base(self.ppath)
+	}
+	if c.keepRaw(ivEntry, base+".cryptpt-diriv") {
+		c.repaired([]int{i})
+	}
 	return nil
 }
 
@@ -391,8 +503,9 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 		name, err := c.k.Names().Decrypt(iv, e.name, sidecar)
 		switch {
 		case err == nil:
+			e.plain = name
 			e.ppath = plainJoin(e.dir, name)
-			e.plainName, e.dirIV = name, iv
+			e.dirIV = iv
 		case errors.Is(err, crypt.ErrAuth):
 			c.report(e, BadName, "name fails authentication")
 		default:
@@ -402,7 +515,7 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 	var st unix.Stat_t
 	if err := unix.Fstatat(e.dirfd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		c.report(e, Unreadable, "cannot stat: %v", err)
-		c.repairMove(e)
+		c.repairEntry(e, nil)
 		return
 	}
 	switch st.Mode & unix.S_IFMT {
@@ -415,7 +528,7 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 	case unix.S_IFLNK:
 		c.symlink(e)
 	}
-	c.repairMove(e)
+	c.repairEntry(e, &st)
 }
 
 // symlink verifies an encrypted symlink target.
@@ -436,7 +549,7 @@ func (c *checker) symlink(e *entry) {
 		return // the name did not decrypt: reported already
 	}
 	for _, v := range []uint16{crypt.FormatVersion, crypt.FormatV1} {
-		if _, err := c.k.OpenMeta(sealed, crypt.SymlinkAD(v, e.dirIV, e.plainName)); err == nil {
+		if _, err := c.k.OpenMeta(sealed, crypt.SymlinkAD(v, e.dirIV, e.plain)); err == nil {
 			return
 		}
 	}
@@ -523,13 +636,39 @@ func isEncryptedName(name string) bool {
 	return k == crypt.Encrypted || k == crypt.Long
 }
 
-// countLostFound counts the entries of LostFoundName.
-func (c *checker) countLostFound(rootFd int) int64 {
-	fd, err := unix.Openat(rootFd, LostFoundName, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// countLostFound counts the entries of the lost+found directory name at
+// the root, as the mount lists them (without cryptpt's own files).
+func (c *checker) countLostFound(rootFd int, name string) int64 {
+	fd, err := unix.Openat(rootFd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0
 	}
 	defer unix.Close(fd)
 	names, _ := readNames(fd)
-	return int64(len(names))
+	var n int64
+	for _, name := range names {
+		switch crypt.Classify(name) {
+		case crypt.Plain, crypt.Encrypted, crypt.Long:
+			n++
+		}
+	}
+	return n
+}
+
+// lostFoundStored returns the vault name of the encrypted LostFoundName,
+// or "" when the root has no usable directory IV.
+func (c *checker) lostFoundStored() string {
+	data, err := readSmallFile(c.rootFd, crypt.DirIVName)
+	if err != nil {
+		return ""
+	}
+	iv, err := crypt.ParseDirIV(data)
+	if err != nil {
+		return ""
+	}
+	stored, _, err := encryptName(c.k, iv, LostFoundName)
+	if err != nil {
+		return ""
+	}
+	return stored
 }

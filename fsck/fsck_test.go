@@ -21,6 +21,7 @@ type testVault struct {
 	root string
 	k    *crypt.Keys
 	rng  *rand.Rand
+	data map[string][]byte // plaintext of each file made, by vault path
 }
 
 const testSeed = 7
@@ -35,7 +36,7 @@ func newTestVault(t *testing.T) *testVault {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &testVault{t: t, root: t.TempDir(), k: k, rng: rand.New(rand.NewPCG(testSeed, 0))}
+	v := &testVault{t: t, root: t.TempDir(), k: k, rng: rand.New(rand.NewPCG(testSeed, 0)), data: map[string][]byte{}}
 	v.mkdirIV(v.root)
 	return v
 }
@@ -93,6 +94,7 @@ func (v *testVault) file(dir, name string, size int) string {
 	for i := range data {
 		data[i] = byte(v.rng.Uint32())
 	}
+	v.data[p] = data
 	if size > 0 {
 		h, err := crypt.NewHeader(crypt.FormatVersion)
 		if err != nil {
@@ -282,37 +284,208 @@ func TestFindsDamage(t *testing.T) {
 	t.Logf("%d of %d injected faults found", found, len(cases))
 }
 
-// TestRepair moves damaged entries aside, keeps their bytes, and leaves a
-// vault that checks clean.
+// lostFound returns the vault path of the encrypted LostFoundName and the
+// vault path of plaintext name in it.
+func (v *testVault) lostFound(name string) (dir, entry string) {
+	v.t.Helper()
+	dir = v.name(v.root, LostFoundName)
+	if name == "" {
+		return dir, ""
+	}
+	return dir, v.name(dir, name)
+}
+
+// readEnc decrypts the encrypted file at vault path p.
+func (v *testVault) readEnc(p string) []byte {
+	v.t.Helper()
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	if len(raw) == 0 {
+		return []byte{}
+	}
+	h, err := crypt.ParseHeader(raw)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	size, err := crypt.PlainSize(int64(len(raw)))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	out := make([]byte, size)
+	if _, err := v.k.Content().ReadAt(bytes.NewReader(raw), &h, out, 0, int64(len(raw))); err != nil && size > 0 {
+		v.t.Fatalf("%s: %v", p, err)
+	}
+	return out
+}
+
+// TestRepair salvages a damaged file, renames an entry whose name is lost
+// under a readable name, keeps a temp file's bytes, and leaves a vault that
+// checks clean, all as encrypted entries of an encrypted LostFoundName.
 func TestRepair(t *testing.T) {
 	v := newTestVault(t)
 	m := v.build()
 	flipByte(t, m["report"], crypt.CipherOffset(2)+7)
 	must(t, os.Remove(filepath.Join(m["docs"], crypt.SidecarName(filepath.Base(m["long"])))))
-	must(t, os.WriteFile(filepath.Join(v.root, crypt.TempPrefix+"x"), nil, 0o600))
+	must(t, os.WriteFile(filepath.Join(v.root, crypt.TempPrefix+"x"), []byte("temp bytes"), 0o600))
 	damaged, _ := os.ReadFile(m["report"])
 
 	rep := v.check(true)
-	if rep.Damaged() != 2 || rep.Warnings() != 1 || len(rep.Moves) != 3 {
+	if rep.Damaged() != 2 || rep.Warnings() != 1 || rep.Unrepaired() != 0 || len(rep.Salvages) != 1 || len(rep.Moves) != 2 {
 		t.Fatalf("repair: %+v", rep)
 	}
-	moved := filepath.Join(v.root, LostFoundName, strings.TrimPrefix(filepath.Base(m["report"]), crypt.ReservedPrefix))
-	got, err := os.ReadFile(moved)
-	if err != nil || !bytes.Equal(got, damaged) {
-		t.Fatalf("moved file %s: %v (same bytes: %v)", moved, err, bytes.Equal(got, damaged))
+	if _, err := os.Lstat(filepath.Join(v.root, LostFoundName)); !os.IsNotExist(err) {
+		t.Errorf("a plaintext %s was made: %v", LostFoundName, err)
+	}
+	// The salvaged copy: block 2 zeroed, every other byte as it was.
+	want := bytes.Clone(v.data[m["report"]])
+	clear(want[2*crypt.BlockSize : 3*crypt.BlockSize])
+	_, copyPath := v.lostFound("report.odt")
+	if got := v.readEnc(copyPath); !bytes.Equal(got, want) {
+		t.Errorf("salvaged copy differs from the original with block 2 zeroed")
+	}
+	s := rep.Salvages[0]
+	if s.Path != "/Documents/report.odt" || len(s.Lost) != 1 || s.Lost[0] != (Range{2 * crypt.BlockSize, crypt.BlockSize}) ||
+		s.Copy != "/"+LostFoundName+"/report.odt" || s.Original != "/"+LostFoundName+"/report.odt"+DamagedSuffix {
+		t.Errorf("salvage: %+v", s)
+	}
+	// The original, bytes unchanged, beside it.
+	_, orig := v.lostFound("report.odt" + DamagedSuffix)
+	if got, err := os.ReadFile(orig); err != nil || !bytes.Equal(got, damaged) {
+		t.Errorf("original %s: %v (same bytes: %v)", orig, err, bytes.Equal(got, damaged))
 	}
 	if _, err := os.Lstat(m["report"]); !os.IsNotExist(err) {
 		t.Errorf("damaged file still in place: %v", err)
 	}
+	// The damage report names the lost range.
+	_, reportPath := v.lostFound("report.odt" + DamageReportSuffix)
+	text := string(v.readEnc(reportPath))
+	for _, want := range []string{"/Documents/report.odt", "lost:     bytes 8192-12287 (4096 bytes)", "block 2 fails authentication"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("damage report lacks %q:\n%s", want, text)
+		}
+	}
+	// The long-named file lost its name, not its content.
+	unnamed := unnamedPrefix + filepath.Base(m["long"])[2:18]
+	if rep.Moves[0].To != "/"+LostFoundName+"/"+unnamed {
+		t.Errorf("moved: %+v, want %s", rep.Moves[0], unnamed)
+	}
+	_, unnamedPath := v.lostFound(unnamed)
+	if got := v.readEnc(unnamedPath); !bytes.Equal(got, v.data[m["long"]]) {
+		t.Errorf("the file with a lost name does not read as it was")
+	}
+	_, tempPath := v.lostFound("tx.cryptpt-temp")
+	if got := v.readEnc(tempPath); string(got) != "temp bytes" {
+		t.Errorf("temp file kept as %q", got)
+	}
+
 	rep = v.check(false)
-	if len(rep.Problems) != 0 || rep.LostFound != 3 {
+	if len(rep.Problems) != 0 || rep.LostFound != 6 {
 		t.Fatalf("after repair: %+v", rep)
 	}
 	// A second repair of the same damage elsewhere gets a numbered name.
 	must(t, os.WriteFile(filepath.Join(v.root, crypt.TempPrefix+"x"), nil, 0o600))
 	rep = v.check(true)
-	if len(rep.Moves) != 1 || rep.Moves[0].To != LostFoundName+"/tx.2" {
+	if len(rep.Moves) != 1 || rep.Moves[0].To != "/"+LostFoundName+"/tx.2.cryptpt-temp" || rep.Unrepaired() != 0 {
 		t.Fatalf("second repair: %+v", rep.Moves)
+	}
+}
+
+// TestRepairLostDirectoryName: a directory whose name fails is set aside
+// under a made-up name with its contents readable, and a damaged file in it
+// is salvaged under its own name.
+func TestRepairLostDirectoryName(t *testing.T) {
+	v := newTestVault(t)
+	m := v.build()
+	flipByte(t, m["one"], crypt.HeaderSize+crypt.NonceSize)
+	b := []byte(filepath.Base(m["docs"]))
+	b[10] = map[bool]byte{true: 'A', false: 'B'}[b[10] != 'A']
+	badDocs := filepath.Join(v.root, string(b))
+	must(t, os.Rename(m["docs"], badDocs))
+
+	rep := v.check(true)
+	if rep.Damaged() != 2 || rep.Unrepaired() != 0 || len(rep.Salvages) != 1 {
+		t.Fatalf("repair: %+v", rep)
+	}
+	if s := rep.Salvages[0]; s.Copy != "/"+LostFoundName+"/one" || len(s.Lost) != 1 || s.Lost[0] != (Range{0, 1}) {
+		t.Errorf("salvage: %+v", s)
+	}
+	lf, _ := v.lostFound("")
+	_, text := v.lostFound("one" + DamageReportSuffix)
+	if got := string(v.readEnc(text)); !strings.Contains(got, "file:     one, in a directory whose path is lost") {
+		t.Errorf("damage report:\n%s", got)
+	}
+	unnamed := v.name(lf, unnamedPrefix+string(b[2:18]))
+	if got := v.readEnc(v.name(unnamed, "report.odt")); !bytes.Equal(got, v.data[m["report"]]) {
+		t.Errorf("report.odt in the set-aside directory does not read as it was")
+	}
+	if rep := v.check(false); len(rep.Problems) != 0 {
+		t.Errorf("after repair: %+v", rep.Problems)
+	}
+}
+
+// TestRepairWithoutRootIV: with the root's IV unusable, repair cannot name
+// an encrypted lost+found and falls back to moving entries raw into a
+// plaintext one; the IV itself is left for the user to restore.
+func TestRepairWithoutRootIV(t *testing.T) {
+	v := newTestVault(t)
+	v.build()
+	must(t, os.WriteFile(filepath.Join(v.root, crypt.DirIVName), []byte("short"), 0o600))
+	must(t, os.WriteFile(filepath.Join(v.root, crypt.TempPrefix+"x"), []byte("t"), 0o600))
+	rep := v.check(true)
+	if rep.Unrepaired() == 0 || len(rep.Moves) != 1 || rep.Moves[0].To != "/"+LostFoundName+"/tx" {
+		t.Fatalf("repair: %+v", rep)
+	}
+	if got, err := os.ReadFile(filepath.Join(v.root, LostFoundName, "tx")); err != nil || string(got) != "t" {
+		t.Errorf("moved temp file: %q, %v", got, err)
+	}
+}
+
+// TestSalvage salvages files whose header or size is damaged.
+func TestSalvage(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		inject   func(t *testing.T, m map[string]string)
+		keep     int64 // plaintext bytes of the copy, -1 = no copy
+		cut      int64
+		noHeader bool
+	}{
+		{"bad magic", func(t *testing.T, m map[string]string) { flipByte(t, m["report"], 1) }, 5*crypt.BlockSize + 100, 0, true},
+		{"bad size", func(t *testing.T, m map[string]string) {
+			must(t, os.Truncate(m["report"], crypt.CipherOffset(5)+10))
+		}, 5 * crypt.BlockSize, 10, false},
+		{"short file", func(t *testing.T, m map[string]string) { must(t, os.Truncate(m["report"], 10)) }, -1, 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newTestVault(t)
+			m := v.build()
+			tc.inject(t, m)
+			rep := v.check(true)
+			if rep.Unrepaired() != 0 || len(rep.Salvages) != 1 {
+				t.Fatalf("repair: %+v", rep)
+			}
+			s := rep.Salvages[0]
+			if s.Cut != tc.cut || s.NoHeader != tc.noHeader || len(s.Lost) != 0 && tc.keep >= 0 {
+				t.Errorf("salvage: %+v", s)
+			}
+			_, copyPath := v.lostFound("report.odt")
+			if tc.keep < 0 {
+				if s.Copy != "" {
+					t.Errorf("a copy of an unreadable file: %+v", s)
+				}
+				if _, err := os.Lstat(copyPath); !os.IsNotExist(err) {
+					t.Errorf("copy exists: %v", err)
+				}
+				return
+			}
+			if got := v.readEnc(copyPath); !bytes.Equal(got, v.data[m["report"]][:tc.keep]) {
+				t.Errorf("copy: %d bytes, not the first %d of the original", len(got), tc.keep)
+			}
+			if rep := v.check(false); len(rep.Problems) != 0 {
+				t.Errorf("after repair: %+v", rep.Problems)
+			}
+		})
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"cryptpt/crypt"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -95,4 +97,59 @@ func getXattr(fd int, name string) ([]byte, error) {
 		}
 		return buf[:n], nil
 	}
+}
+
+// writeSmallFile creates name in dirfd with data, atomically (temp file,
+// fsync, rename), mode 0400 and owner uid:gid where allowed, as the fs
+// package writes directory IVs and sidecars. With noReplace an existing
+// name is left alone and EEXIST returned.
+func writeSmallFile(dirfd int, name string, data []byte, uid, gid int, noReplace bool) error {
+	tmp, err := crypt.TempName()
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o400)
+	if err != nil {
+		return err
+	}
+	unix.Fchown(fd, uid, gid)
+	_, werr := unix.Write(fd, data)
+	if werr == nil {
+		werr = unix.Fsync(fd)
+	}
+	unix.Close(fd)
+	if werr != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return werr
+	}
+	var flags uint
+	if noReplace {
+		flags = unix.RENAME_NOREPLACE
+	}
+	if err := unix.Renameat2(dirfd, tmp, dirfd, name, flags); err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return err
+	}
+	return nil
+}
+
+// readDirIV reads the directory IV of the directory open at dirfd.
+func readDirIV(dirfd int) (*[crypt.DirIVSize]byte, error) {
+	data, err := readSmallFile(dirfd, crypt.DirIVName)
+	if err != nil {
+		return nil, err
+	}
+	return crypt.ParseDirIV(data)
+}
+
+// createDirIV gives the directory open at dirfd a new directory IV.
+func createDirIV(dirfd, uid, gid int) (*[crypt.DirIVSize]byte, error) {
+	iv, err := crypt.NewDirIV()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSmallFile(dirfd, crypt.DirIVName, iv[:], uid, gid, true); err != nil {
+		return nil, err
+	}
+	return iv, nil
 }

@@ -2,10 +2,15 @@ package tests
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,25 +195,33 @@ func TestFsck(t *testing.T) {
 	v.unmount(t)
 
 	// Repair: the diriv cannot be repaired (no backup here: put it back),
-	// the rest is moved aside.
+	// the rest is salvaged or set aside, readable.
 	must(t, os.WriteFile(diriv, goodIV, 0o600))
 	out, errOut, code = fsckRun(v, "--repair")
-	if code != 3 {
-		t.Fatalf("repair: exit %d\n%s%s", code, out, errOut)
+	if code != 0 {
+		t.Fatalf("repair: exit %d, want 0\n%s%s", code, out, errOut)
 	}
-	lf := "cryptpt-lost+found/"
-	fsckExpect(t, out, "moved: /Documents/report.odt (vault: "+vault["Documents/report.odt"]+") -> "+lf+strings.TrimPrefix(filepath.Base(report), "~~"))
-	fsckExpect(t, out, "moved: vault "+docs+"/"+string(nb), lf)
-	fsckExpect(t, out, "moved: vault "+vault[fsckLongName], lf)
+	lf := "/cryptpt-lost+found/"
+	fsckExpect(t, out, "salvaged: /Documents/report.odt (vault: "+vault["Documents/report.odt"]+") -> "+lf+"report.odt: lost bytes 12288-16383 (4096 bytes)",
+		"original kept as "+lf+"report.odt.cryptpt-damaged", "report "+lf+"report.odt.cryptpt-damage.txt")
+	unnamedNotes := "unnamed-" + string(nb[2:18])
+	unnamedLong := "unnamed-" + filepath.Base(long)[2:18]
+	fsckExpect(t, out, "moved: vault "+docs+"/"+string(nb), lf+unnamedNotes)
+	fsckExpect(t, out, "moved: vault "+vault[fsckLongName], lf+unnamedLong)
+	fsckExpect(t, out, ", 3 repaired")
+	notesData, longData := want["Documents/notes.txt"], want[fsckLongName]
+	salvaged := bytes.Clone(want["Documents/report.odt"])
+	clear(salvaged[3*crypt.BlockSize : 4*crypt.BlockSize])
 	for _, p := range []string{"Documents/report.odt", "Documents/notes.txt", fsckLongName} {
 		delete(want, p)
 	}
 	out, errOut, code = fsckRun(v)
-	if code != 0 || !strings.Contains(out, ": 0 damaged, 0 warnings") || !strings.Contains(out, "holds 3 entries") {
+	if code != 0 || !strings.Contains(out, ": 0 damaged, 0 warnings") || !strings.Contains(out, "holds 7 entries") {
 		t.Fatalf("after repair: exit %d\n%s%s", code, out, errOut)
 	}
 
-	// The rest reads fine through a mount, and the moved entries show.
+	// The rest reads fine through a mount, and lost+found shows readable
+	// entries: the salvaged copy, and the files whose names were lost.
 	v.mount(t)
 	for p, data := range want {
 		got, err := os.ReadFile(v.path(p))
@@ -219,12 +232,196 @@ func TestFsck(t *testing.T) {
 	if tgt, err := os.Readlink(v.path("Documents/link")); err != nil || tgt != "../top.txt" {
 		t.Errorf("symlink after repair: %q, %v", tgt, err)
 	}
-	ents, err := os.ReadDir(v.path("cryptpt-lost+found"))
-	if err != nil || len(ents) != 3 {
+	ents, err := os.ReadDir(v.path(lf))
+	if err != nil || len(ents) != 7 {
 		t.Errorf("lost+found in the mount: %v, %v", ents, err)
 	}
-	moved, err := os.ReadFile(v.path(lf + strings.TrimPrefix(filepath.Base(report), "~~")))
-	if err != nil || len(moved) != int(crypt.CipherSize(5*crypt.BlockSize+123)) {
-		t.Errorf("moved file through the mount: %d bytes, %v", len(moved), err)
+	for name, data := range map[string][]byte{"report.odt": salvaged, unnamedNotes: notesData, unnamedLong: longData} {
+		if got, err := os.ReadFile(v.path(lf + name)); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s%s through the mount: %v (same bytes: %v)", lf, name, err, bytes.Equal(got, data))
+		}
+	}
+	if st := v.status(t); len(st.Injected) != 0 {
+		t.Errorf("status lists injected entries after repair: %v", st.Injected)
+	}
+}
+
+// fsckBigFile makes a vault holding one 5 MB file (plus a few small ones),
+// unmounted, and returns the file's contents and vault path.
+func fsckBigFile(t *testing.T) (v *cliVault, data []byte, vaultPath string) {
+	t.Helper()
+	v = newCLIVault(t)
+	v.mount(t)
+	must(t, os.Mkdir(v.path("Documents"), 0o755))
+	rng := rand.New(rand.NewPCG(fsckSeed, 2))
+	data = make([]byte, 5_000_000)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	must(t, os.WriteFile(v.path("Documents/big.bin"), data, 0o644))
+	for i := range 20 {
+		must(t, os.WriteFile(v.path(fmt.Sprintf("Documents/small%02d.txt", i)), data[:1000+i], 0o644))
+	}
+	var st syscall.Stat_t
+	must(t, syscall.Lstat(v.path("Documents/big.bin"), &st))
+	v.unmount(t)
+	must(t, filepath.WalkDir(v.backing, func(p string, d fs.DirEntry, err error) error {
+		var bst syscall.Stat_t
+		if err == nil && syscall.Lstat(p, &bst) == nil && bst.Ino == st.Ino {
+			vaultPath = p
+		}
+		return err
+	}))
+	if vaultPath == "" {
+		t.Fatal("no vault file with the inode of big.bin")
+	}
+	return v, data, vaultPath
+}
+
+// TestFsckRepairSalvage: one bad 4 KiB block in a 5 MB file. After
+// --repair (exit 0) the vault mounts, the salvaged copy reads with that block
+// zeroed and every other byte intact, the damage report names the byte
+// range, the original is kept, status lists nothing injected, migrate
+// offers nothing, and a second fsck is clean.
+func TestFsckRepairSalvage(t *testing.T) {
+	v, data, vp := fsckBigFile(t)
+	const bad = 700 // block number
+	fsckFlip(t, vp, crypt.CipherOffset(bad)+1000)
+	if out, errOut, code := fsckRun(v); code != 3 {
+		t.Fatalf("damaged: exit %d, want 3\n%s%s", code, out, errOut)
+	}
+	out, errOut, code := fsckRun(v, "--repair")
+	if code != 0 {
+		t.Fatalf("repair: exit %d, want 0\n%s%s", code, out, errOut)
+	}
+	lostRange := fmt.Sprintf("bytes %d-%d (4096 bytes)", bad*crypt.BlockSize, (bad+1)*crypt.BlockSize-1)
+	lf := "/cryptpt-lost+found/"
+	fsckExpect(t, out, "salvaged: /Documents/big.bin", "-> "+lf+"big.bin: lost "+lostRange, lf+"big.bin.cryptpt-damaged")
+	if out, errOut, code := fsckRun(v); code != 0 || !strings.Contains(out, ": 0 damaged, 0 warnings") {
+		t.Fatalf("second fsck: exit %d\n%s%s", code, out, errOut)
+	}
+
+	v.mount(t)
+	want := bytes.Clone(data)
+	clear(want[bad*crypt.BlockSize : (bad+1)*crypt.BlockSize])
+	got, err := os.ReadFile(v.path(lf + "big.bin"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("salvaged copy: %v, %d bytes (as the original with block %d zeroed: %v)", err, len(got), bad, bytes.Equal(got, want))
+	}
+	report, err := os.ReadFile(v.path(lf + "big.bin.cryptpt-damage.txt"))
+	if err != nil || !strings.Contains(string(report), "lost:     "+lostRange) || !strings.Contains(string(report), "/Documents/big.bin") {
+		t.Errorf("damage report: %v\n%s", err, report)
+	}
+	// The original is kept: its good blocks read, the bad one is EIO.
+	f, err := os.Open(v.path(lf + "big.bin.cryptpt-damaged"))
+	must(t, err)
+	defer f.Close()
+	head := make([]byte, crypt.BlockSize)
+	if _, err := f.ReadAt(head, 0); err != nil || !bytes.Equal(head, data[:crypt.BlockSize]) {
+		t.Errorf("original, block 0: %v", err)
+	}
+	if _, err := f.ReadAt(head, bad*crypt.BlockSize); !errors.Is(err, syscall.EIO) {
+		t.Errorf("original, bad block: %v, want EIO", err)
+	}
+	if _, err := os.Stat(v.path("Documents/big.bin")); !os.IsNotExist(err) {
+		t.Errorf("damaged file still in place: %v", err)
+	}
+	if st := v.status(t); len(st.Injected) != 0 || len(st.Drift) != 0 {
+		t.Errorf("status after repair: injected %v, drift %v", st.Injected, st.Drift)
+	}
+	if out := run(t, "migrate", "--dry-run", "--config", v.config, v.mnt); !strings.Contains(out, "Nothing to migrate") {
+		t.Errorf("migrate after repair: %s", out)
+	}
+}
+
+// openPty returns the master and slave ends of a new pseudo-terminal of
+// 200 columns.
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	must(t, err)
+	t.Cleanup(func() { m.Close() })
+	must(t, unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0))
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	must(t, err)
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	must(t, unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 200}))
+	return m, s
+}
+
+// TestFsckProgress: on a terminal fsck draws a bar with bytes, entries and
+// an ETA; with stderr not a terminal its output has no carriage returns or
+// escapes.
+func TestFsckProgress(t *testing.T) {
+	v, _, _ := fsckBigFile(t)
+	master, slave := openPty(t)
+	cmd := exec.Command(binary, "fsck", "--passfile", v.pwfile, v.backing)
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, slave
+	must(t, cmd.Start())
+	slave.Close()
+	var tty bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(&tty, master) // ends with EIO once the child closed the slave
+		close(copied)
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("fsck on a pty: %v\n%s", err, stdout.String())
+	}
+	<-copied
+	bar := tty.String()
+	for _, want := range []string{`\r\x1b\[Kfsck \[`, `[0-9.]+ [KM]?i?B / 4\.8 MiB`, `[0-9]+/[0-9]+ entries`, `ETA (--|[0-9])`} {
+		if !regexp.MustCompile(want).MatchString(bar) {
+			t.Errorf("bar on the terminal lacks %s: %q", want, bar)
+		}
+	}
+	if strings.ContainsAny(stdout.String(), "\r\033") {
+		t.Errorf("stdout (not a terminal) has control characters: %q", stdout.String())
+	}
+
+	out, errOut, code := fsckRun(v)
+	if code != 0 || strings.ContainsAny(out+errOut, "\r\033") {
+		t.Errorf("fsck without a terminal: exit %d, control characters in %q", code, out+errOut)
+	}
+}
+
+// TestProgressMigrateOnPty: migrate draws the same bar on a terminal, and
+// its report lines on stdout are not mixed into it.
+func TestProgressMigrateOnPty(t *testing.T) {
+	v := newCLIVault(t, "media/")
+	v.mount(t)
+	must(t, os.Mkdir(v.path("media"), 0o755))
+	must(t, os.WriteFile(v.path("media/clip"), make([]byte, 3<<20), 0o600))
+	v.unmount(t)
+	v.setPolicy(t, "")
+	v.mount(t)
+
+	master, slave := openPty(t)
+	cmd := exec.Command(binary, "migrate", "--config", v.config, v.mnt)
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, slave
+	must(t, cmd.Start())
+	slave.Close()
+	var tty bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(&tty, master)
+		close(copied)
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("migrate on a pty: %v\n%s", err, stdout.String())
+	}
+	<-copied
+	bar := tty.String()
+	for _, want := range []string{`\r\x1b\[Kmigrate \[`, `/ 3\.0 MiB`, `[0-9]/2 entries`, `ETA (--|[0-9])`} {
+		if !regexp.MustCompile(want).MatchString(bar) {
+			t.Errorf("bar on the terminal lacks %s: %q", want, bar)
+		}
+	}
+	if !strings.Contains(stdout.String(), "stored encrypted: /media/clip") || strings.ContainsAny(stdout.String(), "\r\033") {
+		t.Errorf("stdout: %q", stdout.String())
 	}
 }

@@ -5,23 +5,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"cryptpt/crypt"
 	"cryptpt/fsck"
 	"cryptpt/keys"
-
-	"golang.org/x/term"
 )
-
-// progressEvery is how often the progress line on a terminal is redrawn.
-const progressEvery = 200 * time.Millisecond
 
 func runFsck(args []string) error {
 	fl := newFlags("fsck", "fsck [--passfile F | --extpass CMD] [--repair] BACKING")
 	var src secretSource
 	src.register(fl)
-	repair := fl.Bool("repair", false, "move damaged entries, leftover temp files and orphan sidecars into "+fsck.LostFoundName+" at the vault root (never deletes; the vault must not be mounted)")
+	repair := fl.Bool("repair", false, "salvage damaged files (bad blocks zeroed, a report of the lost bytes) and set damaged entries aside in "+fsck.LostFoundName+" at the vault root, shown in the mount (never deletes; the vault must not be mounted)")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
 		return err
@@ -53,32 +47,64 @@ func runFsck(args []string) error {
 		return fail("", "%v", err)
 	}
 
-	bar := newProgressBar(term.IsTerminal(int(os.Stderr.Fd())))
+	bar := newProgressBar("fsck")
 	rep, err := fsck.Check(backing, k, fsck.Options{
-		Repair: *repair,
+		Repair:        *repair,
+		FormatVersion: contentFormat(v.Config().Version),
 		Problem: func(p fsck.Problem) {
-			bar.clear()
-			fmt.Println(formatProblem(p))
+			bar.println(formatProblem(p))
 		},
 		Moved: func(m fsck.Move) {
-			bar.clear()
-			fmt.Printf("moved: %s -> %s\n", where(m.Path, "", m.VaultPath), m.To)
+			bar.println(fmt.Sprintf("moved: %s -> %s", where(m.Path, "", m.VaultPath), m.To))
 		},
-		Progress: bar.update,
+		Salvaged: func(s fsck.Salvage) {
+			bar.println(formatSalvage(s))
+		},
+		Progress: func(p fsck.Progress) {
+			bar.setTotal(p.TotalBytes, p.TotalEntries)
+			bar.update(p.Bytes, p.Entries)
+		},
 	})
-	bar.clear()
+	bar.done()
 	if err != nil {
 		return fail("", "fsck of %s: %v", backing, err)
 	}
 	fmt.Println(summary(rep))
-	if rep.Damaged() == 0 {
+	if rep.Unrepaired() == 0 {
+		if len(rep.Salvages)+len(rep.Moves) > 0 {
+			fmt.Printf("Repaired: the vault is consistent. See /%s in the mount.\n", fsck.LostFoundName)
+		}
 		return nil
 	}
-	hint := "run \"cryptpt fsck --repair " + backing + "\" (unmounted) to move the damaged entries into " + fsck.LostFoundName + "; restore them from a backup"
+	hint := "run \"cryptpt fsck --repair " + backing + "\" (unmounted) to salvage damaged files and set damaged entries aside in " + fsck.LostFoundName
 	if *repair {
-		hint = "what could be moved is in " + filepath.Join(backing, fsck.LostFoundName) + " (shown in the mount); restore those files from a backup"
+		hint = "what repair could not fix is listed above (a damaged directory IV or xattr value, an unreadable entry); restore it from a backup"
 	}
 	return &userError{hint: hint, code: exitDamaged}
+}
+
+// formatSalvage words a salvaged file on one line:
+//
+//	salvaged: /Documents/report.odt (vault: ~~cXX/~~cYY) -> /cryptpt-lost+found/report.odt: lost bytes 12288-16383 (4096 bytes); original kept as /cryptpt-lost+found/report.odt.cryptpt-damaged; report /cryptpt-lost+found/report.odt.cryptpt-damage.txt
+func formatSalvage(s fsck.Salvage) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "salvaged: %s -> ", where(s.Path, "", s.VaultPath))
+	if s.Copy != "" {
+		b.WriteString(s.Copy)
+	} else {
+		b.WriteString("nothing readable")
+	}
+	switch {
+	case len(s.Lost) > 0:
+		fmt.Fprintf(&b, ": lost %s", fsck.Ranges(s.Lost))
+	case s.Cut == 0:
+		b.WriteString(": nothing lost")
+	}
+	if s.Cut > 0 {
+		fmt.Fprintf(&b, ": cut %d stored bytes after byte %d", s.Cut, s.Size)
+	}
+	fmt.Fprintf(&b, "; original kept as %s; report %s", s.Original, s.Report)
+	return b.String()
 }
 
 func warnf(format string, args ...any) {
@@ -115,37 +141,17 @@ func summary(r *fsck.Report) string {
 	fmt.Fprintf(&b, "checked %d directories, %d encrypted files (%s), %d names, %d symlinks, %d xattrs; %d plaintext entries",
 		r.Dirs, r.Files, humanBytes(r.Bytes), r.Names, r.Symlinks, r.Xattrs, r.Plaintext)
 	fmt.Fprintf(&b, ": %d damaged, %d warnings", r.Damaged(), r.Warnings())
+	if len(r.Salvages) > 0 {
+		fmt.Fprintf(&b, ", %d salvaged", len(r.Salvages))
+	}
 	if len(r.Moves) > 0 {
 		fmt.Fprintf(&b, ", %d moved to %s", len(r.Moves), fsck.LostFoundName)
+	}
+	if n := r.Damaged() - r.Unrepaired(); n > 0 {
+		fmt.Fprintf(&b, ", %d repaired", n)
 	}
 	if r.LostFound > 0 {
 		fmt.Fprintf(&b, " (%s holds %d entries from earlier repairs)", fsck.LostFoundName, r.LostFound)
 	}
 	return b.String()
-}
-
-// progressBar draws "files/bytes checked" on one stderr line of a terminal.
-type progressBar struct {
-	on    bool
-	shown bool
-	last  time.Time
-}
-
-func newProgressBar(on bool) *progressBar { return &progressBar{on: on} }
-
-func (b *progressBar) update(p fsck.Progress) {
-	if !b.on || time.Since(b.last) < progressEvery {
-		return
-	}
-	b.last = time.Now()
-	fmt.Fprintf(os.Stderr, "\r\033[Kfsck: %d directories, %d files, %s checked", p.Dirs, p.Files, humanBytes(p.Bytes))
-	b.shown = true
-}
-
-// clear erases the progress line so a report line can be printed.
-func (b *progressBar) clear() {
-	if b.shown {
-		fmt.Fprint(os.Stderr, "\r\033[K")
-		b.shown = false
-	}
 }

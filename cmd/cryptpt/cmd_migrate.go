@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	iofs "io/fs"
-	"os"
 	"path/filepath"
 	"syscall"
 
@@ -12,7 +11,6 @@ import (
 	"cryptpt/fs"
 
 	"golang.org/x/sys/unix"
-	"golang.org/x/term"
 )
 
 // migration is one entry whose stored mode differs from the policy.
@@ -60,13 +58,15 @@ func runMigrate(args []string) error {
 		fmt.Printf("%d entries, %s to convert. Run without --dry-run to convert them.\n", len(todo), humanBytes(total))
 		return nil
 	}
-	bar := newProgress(total)
+	bar := newProgressBar("migrate")
+	bar.setTotal(total, int64(len(todo)))
+	bar.update(0, 0)
 	var done int64
 	var converted, skipped int
 	for _, m := range todo {
 		err := unix.Setxattr(filepath.Dir(m.path), fs.MigrateXattr, []byte(m.want+"\x00"+filepath.Base(m.path)), 0)
 		done += m.size
-		bar.update(done)
+		bar.update(done, int64(converted+skipped+1))
 		switch {
 		case err == nil:
 			converted++
@@ -125,47 +125,4 @@ func planMigration(mp string, policy *config.Policy) ([]migration, error) {
 		return nil, fail("", "cannot walk %s: %v", mp, err)
 	}
 	return todo, nil
-}
-
-// progress draws a one-line bar on a terminal's stderr, and nothing elsewhere.
-type progress struct {
-	total int64
-	tty   bool
-}
-
-func newProgress(total int64) *progress {
-	return &progress{total: total, tty: term.IsTerminal(int(os.Stderr.Fd()))}
-}
-
-func (p *progress) update(done int64) {
-	if !p.tty {
-		return
-	}
-	frac := 1.0
-	if p.total > 0 {
-		frac = float64(done) / float64(p.total)
-	}
-	const width = 30
-	filled := int(frac * width)
-	bar := make([]byte, width)
-	for i := range bar {
-		bar[i] = ' '
-		if i < filled {
-			bar[i] = '#'
-		}
-	}
-	fmt.Fprintf(os.Stderr, "\r[%s] %3.0f%% %s / %s", bar, frac*100, humanBytes(done), humanBytes(p.total))
-}
-
-func (p *progress) println(line string) {
-	if p.tty {
-		fmt.Fprint(os.Stderr, "\r\033[K")
-	}
-	fmt.Println(line)
-}
-
-func (p *progress) done() {
-	if p.tty {
-		fmt.Fprintln(os.Stderr)
-	}
 }

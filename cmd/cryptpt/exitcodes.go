@@ -12,7 +12,7 @@ const (
 	exitOK      = 0
 	exitError   = 1 // anything the user can fix: wrong password, bad path, bad config
 	exitUsage   = 2 // bad command line
-	exitDamaged = 3 // fsck found damage in the vault
+	exitDamaged = 3 // fsck found damage in the vault (with --repair: damage it could not repair)
 )
 
 // userError is an error with the words and exit code meant for the user.
