@@ -85,6 +85,8 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &timeout,
 		RootStableAttr:  &gofs.StableAttr{Ino: rootSt.Ino},
+		// Mode 0 is a mode like any other (go-fuse would show it as 0644).
+		NullPermissions: true,
 		Logger:          v.log,
 	})
 	if err != nil {

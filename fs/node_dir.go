@@ -85,8 +85,9 @@ func (n *node) existing(name string) (enc bool, stored string, errno syscall.Err
 }
 
 // finishNew stats a new entry, gives it to the caller and returns its inode.
-func (n *node) finishNew(ctx context.Context, fd int, stored string, enc bool, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	n.chownToCaller(ctx, fd, stored)
+// mode is what the kernel asked for (0 for a symlink).
+func (n *node) finishNew(ctx context.Context, fd int, stored string, enc bool, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	n.chownToCaller(ctx, fd, stored, mode)
 	var st syscall.Stat_t
 	gen, err := statGen(fd, stored, &st)
 	if err != nil {
@@ -119,7 +120,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		unix.Unlinkat(fd, stored, unix.AT_REMOVEDIR)
 		return nil, gofs.ToErrno(err)
 	}
-	return n.finishNew(ctx, fd, stored, enc, out)
+	return n.finishNew(ctx, fd, stored, enc, mode|syscall.S_IFDIR, out)
 }
 
 var _ = (gofs.NodeRmdirer)((*node)(nil))
@@ -233,7 +234,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 	if err := unix.Mknodat(fd, stored, mode, int(rdev)); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	return n.finishNew(ctx, fd, stored, enc, out)
+	return n.finishNew(ctx, fd, stored, enc, mode, out)
 }
 
 var _ = (gofs.NodeSymlinker)((*node)(nil))
@@ -256,7 +257,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if err := unix.Symlinkat(storedTarget, fd, stored); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	return n.finishNew(ctx, fd, stored, enc, out)
+	return n.finishNew(ctx, fd, stored, enc, 0, out)
 }
 
 var _ = (gofs.NodeReadlinker)((*node)(nil))
@@ -324,4 +325,30 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 		return nil, gofs.ToErrno(err)
 	}
 	return n.newChild(ctx, t.isEnc(), &st, gen, out), 0
+}
+
+var _ = (gofs.NodeFsyncer)((*node)(nil))
+
+// Fsync serves fsync(2) on directories (FSYNCDIR, which go-fuse routes
+// here) by syncing the backing directory: programs that save a file by
+// temp file, rename and fsync of the directory rely on it. go-fuse asks
+// the node first for files too; they sync through their handle.
+func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	if fs, ok := f.(gofs.FileFsyncer); ok {
+		return fs.Fsync(ctx, flags)
+	}
+	if !n.IsDir() {
+		return syscall.EBADF
+	}
+	fd, errno := n.dirfd()
+	if errno != 0 {
+		return errno
+	}
+	// An O_PATH fd cannot be synced; open the directory itself.
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return gofs.ToErrno(err)
+	}
+	defer unix.Close(dfd)
+	return gofs.ToErrno(unix.Fsync(dfd))
 }

@@ -123,7 +123,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, gofs.ToErrno(err)
 	}
 	f := os.NewFile(uintptr(bfd), stored)
-	n.chownToCaller(ctx, fd, stored)
+	n.chownToCaller(ctx, fd, stored, mode|syscall.S_IFREG)
 	var st syscall.Stat_t
 	gen, err := statGen(bfd, "", &st)
 	if err != nil {

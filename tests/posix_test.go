@@ -1,0 +1,573 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	cfs "cryptpt/fs"
+)
+
+// The POSIX tests compare what the mount does with what POSIX and ext4 do,
+// in both modes: every test runs once in an encrypted and once in a
+// plaintext area of one mixed --allow-other mount, as root and, through a
+// helper process, as nobody (65534).
+
+const nobody = 65534
+
+// posixAreas mounts a mixed vault with --allow-other and runs f in an
+// encrypted and in a plaintext directory of it, each 0777 and owned by
+// root, and once more in a directory of the backing filesystem itself
+// (ext4 here), which shows that each expectation is the kernel's.
+// opts may set more mount options.
+func posixAreas(t *testing.T, f func(t *testing.T, tv *cfs.TestVault, dir string), opts ...func(*cfs.Options)) {
+	t.Helper()
+	o := cfs.Options{AllowOther: true}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"plain/"}, Options: o})
+	// The test's temp dirs are 0700; other users must reach the mount.
+	for _, d := range []string{filepath.Dir(tv.Mnt), filepath.Dir(filepath.Dir(tv.Mnt)), tv.Mnt} {
+		must(t, os.Chmod(d, 0o755))
+	}
+	for _, area := range []string{"enc", "plain", "native"} {
+		t.Run(area, func(t *testing.T) {
+			dir := tv.Path(area + "-" + strings.ReplaceAll(t.Name(), "/", "-"))
+			switch area {
+			case "plain":
+				must(t, os.MkdirAll(tv.Path("plain"), 0o755))
+				dir = filepath.Join(tv.Path("plain"), filepath.Base(dir))
+			case "native":
+				dir = filepath.Join(filepath.Dir(tv.Mnt), filepath.Base(dir))
+			}
+			must(t, os.Mkdir(dir, 0o777))
+			must(t, os.Chmod(dir, 0o777))
+			if area != "native" {
+				if m := storedMode(t, dir); m != map[string]string{"enc": "encrypted", "plain": "plaintext"}[area] {
+					t.Fatalf("%s is stored %s", dir, m)
+				}
+			}
+			f(t, tv, dir)
+		})
+	}
+}
+
+// user is who the helper runs as.
+type user struct {
+	uid, gid uint32
+	groups   []uint32
+}
+
+var nobodyUser = user{uid: nobody, gid: nobody}
+
+// as runs the helper's operations as u and returns one result per
+// operation: the errno (0 for success) and what the operation printed.
+func (u user) as(t *testing.T, ops ...string) []result {
+	t.Helper()
+	cmd := exec.Command(posixHelper(t), ops...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helper %q: %v: %s", ops, err, stderr.String())
+	}
+	var res []result
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.SplitN(line, " ", 2)
+		n, err := strconv.Atoi(f[0])
+		if err != nil {
+			t.Fatalf("helper output %q", out)
+		}
+		r := result{errno: syscall.Errno(n)}
+		if len(f) > 1 {
+			r.out = f[1]
+		}
+		res = append(res, r)
+	}
+	return res
+}
+
+// errno runs one operation as u and returns its errno.
+func (u user) errno(t *testing.T, op ...string) syscall.Errno {
+	t.Helper()
+	return u.as(t, op...)[0].errno
+}
+
+type result struct {
+	errno syscall.Errno
+	out   string
+}
+
+// posixHelperSrc runs file operations given as arguments and prints one line
+// per operation: the errno (0 on success), then any value. Operations (with
+// their arguments) are:
+//
+//	umask MASK | open PATH FLAGS MODE (the fd becomes the current one)
+//	write DATA | read N | ftruncate SIZE | fallocate MODE OFF LEN | close
+//	truncate PATH SIZE | chmod PATH MODE | chown PATH UID GID | unlink PATH
+//	rmdir PATH | mkdir PATH MODE | rename OLD NEW | link OLD NEW
+//	symlink TARGET PATH | mknod PATH MODE DEV | stat PATH (prints mode uid gid)
+//	utime PATH ATIME MTIME (seconds; "now" or "omit")
+//	lock TYPE CMD (fcntl on the current fd: TYPE r/w/u, CMD 6=F_SETLK 37=F_OFD_SETLK)
+//	flock HOW (LOCK_SH=1, LOCK_EX=2, LOCK_UN=8, +4 nonblocking)
+const posixHelperSrc = `package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"unsafe"
+)
+
+var args = os.Args[1:]
+
+func next() string { s := args[0]; args = args[1:]; return s }
+func num() int64 {
+	n, err := strconv.ParseInt(next(), 0, 64)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+func main() {
+	fd := -1
+	for len(args) > 0 {
+		op := next()
+		var err error
+		out := ""
+		switch op {
+		case "open":
+			p := next()
+			fl := int(num())
+			fd, err = syscall.Open(p, fl, uint32(num()))
+		case "umask":
+			syscall.Umask(int(num()))
+		case "write":
+			_, err = syscall.Write(fd, []byte(next()))
+		case "read":
+			buf := make([]byte, num())
+			var n int
+			n, err = syscall.Read(fd, buf)
+			if err == nil {
+				out = string(buf[:n])
+			}
+		case "ftruncate":
+			err = syscall.Ftruncate(fd, num())
+		case "fallocate":
+			m := uint32(num())
+			off := num()
+			err = syscall.Fallocate(fd, m, off, num())
+		case "close":
+			err = syscall.Close(fd)
+		case "truncate":
+			p := next()
+			err = syscall.Truncate(p, num())
+		case "chmod":
+			p := next()
+			err = syscall.Chmod(p, uint32(num()))
+		case "chown":
+			p := next()
+			u := int(num())
+			err = syscall.Lchown(p, u, int(num()))
+		case "unlink":
+			err = syscall.Unlink(next())
+		case "rmdir":
+			err = syscall.Rmdir(next())
+		case "mkdir":
+			p := next()
+			err = syscall.Mkdir(p, uint32(num()))
+		case "rename":
+			o := next()
+			err = syscall.Rename(o, next())
+		case "link":
+			o := next()
+			err = syscall.Link(o, next())
+		case "symlink":
+			o := next()
+			err = syscall.Symlink(o, next())
+		case "mknod":
+			p := next()
+			m := uint32(num())
+			err = syscall.Mknod(p, m, int(num()))
+		case "stat":
+			var st syscall.Stat_t
+			err = syscall.Lstat(next(), &st)
+			out = fmt.Sprintf("%o %d %d", st.Mode, st.Uid, st.Gid)
+		case "utime":
+			p := next()
+			ts := []syscall.Timespec{spec(next()), spec(next())}
+			_, _, e := syscall.Syscall6(syscall.SYS_UTIMENSAT, uintptr(0xffffff9c), uintptr(unsafe.Pointer(syscall.StringBytePtr(p))), uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+			if e != 0 {
+				err = e
+			}
+		case "lock":
+			t := map[string]int16{"r": syscall.F_RDLCK, "w": syscall.F_WRLCK, "u": syscall.F_UNLCK}[next()]
+			err = syscall.FcntlFlock(uintptr(fd), int(num()), &syscall.Flock_t{Type: t})
+		case "flock":
+			err = syscall.Flock(fd, int(num()))
+		default:
+			panic("unknown op " + op)
+		}
+		n := 0
+		if e, ok := err.(syscall.Errno); ok {
+			n = int(e)
+		} else if err != nil {
+			panic(err)
+		}
+		if out != "" {
+			fmt.Printf("%d %s\n", n, out)
+		} else {
+			fmt.Printf("%d\n", n)
+		}
+	}
+}
+
+func spec(s string) syscall.Timespec {
+	switch s {
+	case "now":
+		return syscall.Timespec{Nsec: (1 << 30) - 1}
+	case "omit":
+		return syscall.Timespec{Nsec: (1 << 30) - 2}
+	}
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return syscall.Timespec{Sec: n}
+}
+`
+
+var (
+	posixHelperOnce sync.Once
+	posixHelperPath string
+	posixHelperErr  error
+)
+
+// posixHelper builds the helper once, next to the cryptpt binary, where
+// every user may run it.
+func posixHelper(t *testing.T) string {
+	t.Helper()
+	posixHelperOnce.Do(func() {
+		dir := filepath.Join(filepath.Dir(binary), "posixh")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			posixHelperErr = err
+			return
+		}
+		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module posixh\n\ngo 1.21\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "main.go"), []byte(posixHelperSrc), 0o644)
+		cmd := exec.Command("go", "build", "-o", "posixh", ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			posixHelperErr = fmt.Errorf("build posix helper: %v\n%s", err, out)
+			return
+		}
+		posixHelperPath = filepath.Join(dir, "posixh")
+	})
+	if posixHelperErr != nil {
+		t.Fatal(posixHelperErr)
+	}
+	return posixHelperPath
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to act as another user")
+	}
+}
+
+func d(n int64) string { return strconv.FormatInt(n, 10) }
+
+func modeOf(t *testing.T, p string) uint32 {
+	t.Helper()
+	var st syscall.Stat_t
+	must(t, syscall.Lstat(p, &st))
+	return st.Mode
+}
+
+// rawNames lists a directory with getdents64 itself: Go's own readers leave
+// out "." and "..".
+func rawNames(t *testing.T, dir string) []string {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	must(t, err)
+	defer unix.Close(fd)
+	var names []string
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		must(t, err)
+		if n == 0 {
+			return names
+		}
+		for off := 0; off < n; {
+			reclen := int(buf[off+16]) | int(buf[off+17])<<8
+			name := buf[off+19 : off+reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			names = append(names, string(name))
+			off += reclen
+		}
+	}
+}
+
+// fsync(2) on a directory fd syncs the directory: programs that save by
+// temp file, rename and fsync of the directory depend on it.
+func TestPosixFsyncDir(t *testing.T) {
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		must(t, os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644))
+		for _, p := range []string{dir, filepath.Dir(dir), tv.Mnt} {
+			f, err := os.Open(p)
+			must(t, err)
+			if err := unix.Fsync(int(f.Fd())); err != nil {
+				t.Errorf("fsync of directory %s: %v", p, err)
+			}
+			if err := unix.Fdatasync(int(f.Fd())); err != nil {
+				t.Errorf("fdatasync of directory %s: %v", p, err)
+			}
+			f.Close()
+		}
+		// Files still sync through their handle.
+		f, err := os.OpenFile(filepath.Join(dir, "f"), os.O_RDWR, 0)
+		must(t, err)
+		_, err = f.WriteAt([]byte("y"), 0)
+		must(t, err)
+		if err := f.Sync(); err != nil {
+			t.Errorf("fsync of a file: %v", err)
+		}
+		f.Close()
+	})
+}
+
+// Mode 0 is a mode like any other: chmod 0 reads back 0, open(O_CREAT, 0)
+// makes a 0000 file that the creating fd may still write, and then only
+// privilege gets in.
+func TestPosixModeZero(t *testing.T) {
+	needRoot(t)
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		p := filepath.Join(dir, "chmod0")
+		must(t, os.WriteFile(p, []byte("x"), 0o644))
+		must(t, os.Chmod(p, 0))
+		if m := modeOf(t, p); m != syscall.S_IFREG {
+			t.Errorf("after chmod 0: mode %o, want %o", m, syscall.S_IFREG)
+		}
+		// The daemon still serves it to root (CAP_DAC_OVERRIDE).
+		if got, err := os.ReadFile(p); err != nil || string(got) != "x" {
+			t.Errorf("root reading a mode 0 file: %q, %v", got, err)
+		}
+		c := filepath.Join(dir, "creat0")
+		res := nobodyUser.as(t, "umask", "0", "open", c, d(unix.O_CREAT|unix.O_WRONLY), "0", "write", "served", "close")
+		for i, r := range res[1:] {
+			if r.errno != 0 {
+				t.Errorf("nobody: create mode 0, step %d: %v", i, r.errno)
+			}
+		}
+		if m := modeOf(t, c); m != syscall.S_IFREG {
+			t.Errorf("open(O_CREAT, 0): mode %o, want %o", m, syscall.S_IFREG)
+		}
+		if got, err := os.ReadFile(c); err != nil || string(got) != "served" {
+			t.Errorf("root reading what nobody wrote to its mode 0 file: %q, %v", got, err)
+		}
+		for _, fl := range []int{unix.O_RDONLY, unix.O_WRONLY, unix.O_RDWR} {
+			if e := nobodyUser.errno(t, "open", c, d(int64(fl)), "0"); e != syscall.EACCES {
+				t.Errorf("nobody opening its own mode 0 file (flags %d): %v, want EACCES", fl, e)
+			}
+		}
+		// Umask is the caller's, never the daemon's.
+		c777 := filepath.Join(dir, "creat777")
+		nobodyUser.as(t, "umask", "0", "open", c777, d(unix.O_CREAT|unix.O_WRONLY), "0777", "close", "mkdir", c777+"d", "0777")
+		if m := modeOf(t, c777); m != syscall.S_IFREG|0o777 {
+			t.Errorf("open(O_CREAT, 0777) with umask 0: mode %o", m)
+		}
+		if m := modeOf(t, c777+"d"); m != syscall.S_IFDIR|0o777 {
+			t.Errorf("mkdir(0777) with umask 0: mode %o", m)
+		}
+	})
+}
+
+// A listing holds "." and "..", as getdents does on every local filesystem.
+func TestPosixReaddirDots(t *testing.T) {
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		for _, n := range []string{"a", "b", "c"} {
+			must(t, os.WriteFile(filepath.Join(dir, n), nil, 0o644))
+		}
+		for _, p := range []string{dir, filepath.Dir(dir)} {
+			names := rawNames(t, p)
+			sort.Strings(names)
+			if len(names) < 2 || names[0] != "." || names[1] != ".." {
+				t.Errorf("listing of %s: %q, want . and .. first in sort order", p, names)
+			}
+		}
+		if names := rawNames(t, dir); len(names) != 5 {
+			t.Errorf("listing: %q, want 5 entries", names)
+		}
+	})
+}
+
+// RENAME_WHITEOUT leaves a whiteout (a 0/0 character device) at the old
+// name, as on ext4.
+func TestPosixRenameWhiteout(t *testing.T) {
+	needRoot(t)
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+		must(t, os.WriteFile(a, []byte("content"), 0o644))
+		err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_WHITEOUT)
+		if err != nil {
+			t.Fatalf("RENAME_WHITEOUT: %v", err)
+		}
+		if got, err := os.ReadFile(b); err != nil || string(got) != "content" {
+			t.Errorf("new name: %q, %v", got, err)
+		}
+		var st unix.Stat_t
+		must(t, unix.Lstat(a, &st))
+		if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+			t.Errorf("old name after RENAME_WHITEOUT: mode %o rdev %d, want a 0/0 character device", st.Mode, st.Rdev)
+		}
+	})
+}
+
+// Entries made in a set-group-ID directory get its group, and directories
+// its set-group-ID bit, whoever makes them.
+func TestPosixSetgidDir(t *testing.T) {
+	needRoot(t)
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		const group = 4242
+		sg := filepath.Join(dir, "sg")
+		must(t, os.Mkdir(sg, 0o777))
+		must(t, os.Chown(sg, 0, group))
+		must(t, os.Chmod(sg, 0o777|os.ModeSetgid))
+		nobodyUser.as(t, "umask", "022", "open", sg+"/f", d(unix.O_CREAT|unix.O_WRONLY), "0644", "close", "mkdir", sg+"/d", "0755", "mknod", sg+"/p", d(unix.S_IFIFO|0o644), "0", "symlink", "x", sg+"/l")
+		must(t, os.WriteFile(sg+"/rootfile", nil, 0o644))
+		for name, want := range map[string]uint32{"f": unix.S_IFREG | 0o644, "d": unix.S_IFDIR | unix.S_ISGID | 0o755, "p": unix.S_IFIFO | 0o644, "rootfile": unix.S_IFREG | 0o644} {
+			var st unix.Stat_t
+			must(t, unix.Lstat(filepath.Join(sg, name), &st))
+			if st.Gid != group {
+				t.Errorf("%s: group %d, want the directory's %d", name, st.Gid, group)
+			}
+			if st.Mode != want {
+				t.Errorf("%s: mode %o, want %o", name, st.Mode, want)
+			}
+			if name != "rootfile" && st.Uid != nobody {
+				t.Errorf("%s: owner %d, want the creator", name, st.Uid)
+			}
+		}
+		var st unix.Stat_t
+		must(t, unix.Lstat(sg+"/l", &st))
+		if st.Gid != group {
+			t.Errorf("symlink: group %d, want %d", st.Gid, group)
+		}
+		// Without set-group-ID the creator's group applies.
+		nobodyUser.as(t, "open", dir+"/plainf", d(unix.O_CREAT|unix.O_WRONLY), "0644")
+		must(t, unix.Lstat(dir+"/plainf", &st))
+		if st.Gid != nobody {
+			t.Errorf("file in an ordinary directory: group %d, want the creator's", st.Gid)
+		}
+	})
+}
+
+// killsetid is what the kernel clears when a caller without CAP_FSETID
+// modifies a file: set-user-ID always, set-group-ID when group execute is
+// set or the caller is not in the file's group (Linux 6.2 and later).
+func killsetid(mode uint32, callerInGroup bool) uint32 {
+	kill := uint32(unix.S_ISUID)
+	if mode&unix.S_IXGRP != 0 || !callerInGroup {
+		kill |= unix.S_ISGID
+	}
+	return mode &^ kill
+}
+
+// An unprivileged write, truncate, fallocate or O_TRUNC open of a set-id
+// file clears its set-id bits as the kernel does; root keeps them.
+func TestPosixSetIDClearing(t *testing.T) {
+	needRoot(t)
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		modes := []uint32{0o4777, 0o6777, 0o6666, 0o2777, 0o6766}
+		ops := map[string][]string{
+			"write O_WRONLY":  {"open", "", d(unix.O_WRONLY), "0", "write", "x"},
+			"write O_RDWR":    {"open", "", d(unix.O_RDWR), "0", "write", "x"},
+			"open O_TRUNC":    {"open", "", d(unix.O_WRONLY | unix.O_TRUNC), "0"},
+			"truncate":        {"truncate", "", "1"},
+			"ftruncate":       {"open", "", d(unix.O_WRONLY), "0", "ftruncate", "1"},
+			"fallocate":       {"open", "", d(unix.O_WRONLY), "0", "fallocate", "0", "0", "8192"},
+			"punch hole":      {"open", "", d(unix.O_WRONLY), "0", "fallocate", d(unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE), "0", "1"},
+			"zero range":      {"open", "", d(unix.O_WRONLY), "0", "fallocate", d(unix.FALLOC_FL_ZERO_RANGE), "0", "1"},
+			"write as member": {"open", "", d(unix.O_WRONLY), "0", "write", "x"},
+		}
+		names := make([]string, 0, len(ops))
+		for k := range ops {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		i := 0
+		for _, name := range names {
+			for _, mode := range modes {
+				i++
+				p := filepath.Join(dir, fmt.Sprintf("f%d", i))
+				must(t, os.WriteFile(p, []byte("#!/bin/sh\n"), 0o644))
+				must(t, os.Chmod(p, os.FileMode(mode&0o777)|goSetID(mode)))
+				u, inGroup := nobodyUser, false
+				if name == "write as member" {
+					must(t, os.Chown(p, 0, nobody))
+					must(t, os.Chmod(p, os.FileMode(mode&0o777)|goSetID(mode)))
+					inGroup = true
+				}
+				op := append([]string(nil), ops[name]...)
+				op[1] = p
+				enc := strings.Contains(dir, "/enc-")
+				for j, r := range u.as(t, op...) {
+					if r.errno == syscall.EOPNOTSUPP && enc && strings.Contains(name, "range") || strings.Contains(name, "hole") && enc && r.errno == syscall.EOPNOTSUPP {
+						continue // no hole punching in encrypted files
+					}
+					if r.errno != 0 {
+						t.Errorf("%s on mode %o: step %d: %v", name, mode, j, r.errno)
+					}
+				}
+				want := killsetid(mode, inGroup)
+				if got := modeOf(t, p) & 0o7777; got != want && !(enc && (name == "punch hole" || name == "zero range")) {
+					t.Errorf("%s by nobody on mode %o: mode %o, want %o", name, mode, got, want)
+				}
+			}
+		}
+		// Root keeps them; chown by root clears them (Linux since 2.2.13).
+		p := filepath.Join(dir, "rootw")
+		must(t, os.WriteFile(p, []byte("x"), 0o644))
+		must(t, os.Chmod(p, 0o777|os.ModeSetuid|os.ModeSetgid))
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		must(t, err)
+		_, err = f.Write([]byte("y"))
+		must(t, err)
+		must(t, f.Truncate(1))
+		f.Close()
+		if got := modeOf(t, p) & 0o7777; got != 0o6777 {
+			t.Errorf("write by root: mode %o, want 6777", got)
+		}
+		must(t, os.Chown(p, nobody, nobody))
+		if got := modeOf(t, p) & 0o7777; got != 0o777 {
+			t.Errorf("chown by root of a 6777 file: mode %o, want 777", got)
+		}
+	})
+}
+
+func goSetID(mode uint32) os.FileMode {
+	var m os.FileMode
+	if mode&unix.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if mode&unix.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	return m
+}
