@@ -103,7 +103,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 			return gofs.ToErrno(err)
 		}
 	}
-	if err := unix.Renameat2(sfd, sstored, dfd, dstored, uint(flags&unix.RENAME_NOREPLACE)); err != nil {
+	// RENAME_WHITEOUT leaves a 0/0 character device at the old name (the
+	// kernel allows it only to callers with CAP_MKNOD).
+	if err := unix.Renameat2(sfd, sstored, dfd, dstored, uint(flags&(unix.RENAME_NOREPLACE|unix.RENAME_WHITEOUT))); err != nil {
 		return gofs.ToErrno(err)
 	}
 	if other != "" {
