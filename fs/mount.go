@@ -71,9 +71,11 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	if v.useWriteback() {
 		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
-	if o.AllowOther {
-		mo.Options = append(mo.Options, "default_permissions")
-	}
+	// The kernel checks permission bits for every caller, the mounting
+	// user included, as gocryptfs does: the daemon opens backing files
+	// with its own rights (root, or the owner: openBacking), so without
+	// it a mode 000 file would stay readable through the mount.
+	mo.Options = append(mo.Options, "default_permissions")
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}

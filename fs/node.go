@@ -375,6 +375,6 @@ func (n *node) chownToCaller(ctx context.Context, dirfd int, name string, mode u
 	}
 	var st syscall.Stat_t
 	if fstatat(dirfd, name, &st) == nil && st.Mode&07777 != want {
-		unix.Fchmodat(dirfd, name, want, 0)
+		unix.Fchmodat(dirfd, name, want, unix.AT_SYMLINK_NOFOLLOW)
 	}
 }

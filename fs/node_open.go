@@ -48,6 +48,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if (errno == syscall.EACCES || errno == syscall.EROFS || errno == syscall.EPERM) && fallback >= 0 {
 		f, errno = n.openBacking(fallback)
 	}
+	if errno == syscall.EACCES {
+		f, errno = n.openBackingOwner(want)
+	}
 	if errno != 0 {
 		return nil, 0, errno
 	}
