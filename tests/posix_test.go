@@ -2,10 +2,12 @@ package tests
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -570,4 +572,155 @@ func goSetID(mode uint32) os.FileMode {
 		m |= os.ModeSetgid
 	}
 	return m
+}
+
+// userMount mounts a mixed vault as nobody through fusermount3, without
+// --allow-other: the daemon runs as the user, as a desktop mount does.
+func userMount(t *testing.T) *cliVault {
+	t.Helper()
+	needRoot(t)
+	if st, err := os.Stat("/dev/fuse"); err == nil && st.Mode().Perm()&0o006 != 0o006 {
+		must(t, os.Chmod("/dev/fuse", 0o666))
+		t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
+	}
+	v := newCLIVault(t, "plain/")
+	for _, p := range []string{v.dir, v.backing, v.mnt, v.pwfile, v.config} {
+		must(t, os.Chown(p, nobody, nobody))
+	}
+	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
+	filepath.Walk(v.backing, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, nobody, nobody) })
+	asNobody := func(args ...string) ([]byte, error) {
+		cmd := exec.Command(binary, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		cmd.Env = append(os.Environ(), "HOME="+v.dir)
+		return cmd.CombinedOutput()
+	}
+	if out, err := asNobody("mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt); err != nil {
+		t.Fatalf("mount as nobody: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { asNobody("unmount", v.mnt) })
+	return v
+}
+
+// On a user's own mount the kernel checks the owner's permission bits
+// (default_permissions is always on), and the daemon, running as that
+// user, still serves a file whose bits deny the daemon itself what it needs
+// (encrypted files are read for every write; plaintext files are opened
+// read-write to be shared by passthrough).
+func TestPosixOwnerModesUserMount(t *testing.T) {
+	v := userMount(t)
+	for _, area := range []string{"enc", "plain"} {
+		t.Run(area, func(t *testing.T) {
+			dir := v.path(area)
+			if e := nobodyUser.errno(t, "mkdir", dir, "0755"); e != 0 {
+				t.Fatalf("mkdir: %v", e)
+			}
+			// Root cannot look into nobody's mount: check the vault.
+			if _, err := os.Stat(filepath.Join(v.backing, area)); (err == nil) != (area == "plain") {
+				t.Fatalf("%s: plaintext name in the vault: %v", area, err)
+			}
+			z, w, r := dir+"/zero", dir+"/wonly", dir+"/ronly"
+			steps := []struct {
+				op   []string
+				want syscall.Errno
+			}{
+				{[]string{"umask", "0", "open", z, d(unix.O_CREAT | unix.O_WRONLY), "0", "write", "abc", "close"}, 0},
+				{[]string{"open", z, d(unix.O_RDONLY), "0"}, syscall.EACCES},
+				{[]string{"open", z, d(unix.O_WRONLY), "0"}, syscall.EACCES},
+				{[]string{"open", w, d(unix.O_CREAT | unix.O_WRONLY), "0200", "write", "abc", "close"}, 0},
+				{[]string{"open", w, d(unix.O_WRONLY), "0", "write", "x", "close"}, 0},
+				{[]string{"open", w, d(unix.O_RDONLY), "0"}, syscall.EACCES},
+				{[]string{"open", r, d(unix.O_CREAT | unix.O_WRONLY), "0400", "write", "abc", "close"}, 0},
+				{[]string{"open", r, d(unix.O_RDONLY), "0", "read", "10", "close"}, 0},
+				{[]string{"open", r, d(unix.O_WRONLY), "0"}, syscall.EACCES},
+				{[]string{"chmod", z, "0600", "open", z, d(unix.O_RDONLY), "0", "read", "10"}, 0},
+			}
+			for _, s := range steps {
+				res := nobodyUser.as(t, s.op...)
+				got := res[len(res)-1].errno
+				for _, r := range res {
+					if r.errno != 0 {
+						got = r.errno
+						break
+					}
+				}
+				if got != s.want {
+					t.Errorf("%q: %v, want %v", s.op, got, s.want)
+				}
+			}
+			for p, want := range map[string]string{w: "100200", r: "100400"} {
+				if st := nobodyUser.as(t, "stat", p)[0].out; !strings.HasPrefix(st, want+" ") {
+					t.Errorf("%s: mode/uid/gid %s after the daemon opened it, want mode %s", p, st, want)
+				}
+			}
+			res := nobodyUser.as(t, "chmod", w, "0600", "open", w, d(unix.O_RDONLY), "0", "read", "10")
+			if res[2].out != "xbc" {
+				t.Errorf("write-only file holds %q, want %q", res[2].out, "xbc")
+			}
+		})
+	}
+}
+
+// mountOptions returns the per-mount options of the mount at mnt.
+func mountOptions(t *testing.T, mnt string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	must(t, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && f[4] == mnt {
+			return strings.Split(f[5], ",")
+		}
+	}
+	t.Fatalf("%s is not in the mount table", mnt)
+	return nil
+}
+
+// Device nodes are made for whoever the kernel lets ask (CAP_MKNOD), under
+// encrypted names in encrypted areas, and never open through the mount,
+// which is nodev. mknod of a regular file makes an empty file.
+func TestPosixDeviceNodes(t *testing.T) {
+	needRoot(t)
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		native := !strings.HasPrefix(dir, tv.Mnt)
+		if !native {
+			opts := mountOptions(t, tv.Mnt)
+			if !slices.Contains(opts, "nodev") || !slices.Contains(opts, "nosuid") {
+				t.Errorf("mount options %q, want nodev and nosuid", opts)
+			}
+		}
+		old := unix.Umask(0)
+		defer unix.Umask(old)
+		chr, blk, reg := filepath.Join(dir, "chr-dev-node"), filepath.Join(dir, "blk-dev-node"), filepath.Join(dir, "reg")
+		must(t, unix.Mknod(chr, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+		must(t, unix.Mknod(blk, unix.S_IFBLK|0o660, int(unix.Mkdev(7, 200))))
+		must(t, unix.Mknod(reg, unix.S_IFREG|0o640, 0))
+		for p, want := range map[string][2]uint64{chr: {unix.S_IFCHR | 0o666, unix.Mkdev(1, 3)}, blk: {unix.S_IFBLK | 0o660, unix.Mkdev(7, 200)}, reg: {unix.S_IFREG | 0o640, 0}} {
+			var st unix.Stat_t
+			must(t, unix.Lstat(p, &st))
+			if uint64(st.Mode) != want[0] || st.Rdev != want[1] {
+				t.Errorf("%s: mode %o rdev %x, want %o %x", p, st.Mode, st.Rdev, want[0], want[1])
+			}
+		}
+		if !native {
+			if _, err := os.OpenFile(chr, os.O_RDWR, 0); !errors.Is(err, syscall.EACCES) {
+				t.Errorf("opening a device node through the mount: %v, want EACCES (nodev)", err)
+			}
+		}
+		if e := nobodyUser.errno(t, "mknod", filepath.Join(dir, "by-nobody"), d(unix.S_IFCHR|0o666), d(int64(unix.Mkdev(1, 3)))); e != syscall.EPERM {
+			t.Errorf("mknod by nobody: %v, want EPERM", e)
+		}
+		if strings.Contains(dir, "/enc-") {
+			if hits := vaultContains(t, tv.Backing, []byte("dev-node")); len(hits) != 0 {
+				t.Errorf("device node names in the vault in plaintext: %q", hits)
+			}
+		}
+		names := rawNames(t, dir)
+		sort.Strings(names)
+		if want := []string{".", "..", "blk-dev-node", "chr-dev-node", "reg"}; !slices.Equal(names, want) {
+			t.Errorf("listing %q, want %q", names, want)
+		}
+		must(t, os.Remove(chr))
+		must(t, os.Remove(blk))
+	})
 }
