@@ -61,6 +61,9 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		// 1 MiB requests: fewer round trips for large sequential I/O.
 		MaxWrite:    1 << 20,
 		EnableLocks: true,
+		// The kernel enforces POSIX ACLs (with default_permissions) and
+		// caches them; they are stored as the backing entry's own.
+		EnableAcl: true,
 		// Allow a vault on one stacked filesystem (overlayfs, another FUSE):
 		// the kernel's limit is 2 including this mount.
 		MaxStackDepth: 2,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -356,6 +357,8 @@ func statFromUnix(u *unix.Stat_t) syscall.Stat_t {
 // the permission bits the kernel asked for (mode, with the caller's umask
 // applied), which the daemon's own umask and a chown by root (clearing
 // set-id bits) may have changed. mode 0 is for symlinks: no mode to fix.
+// Under a default ACL the backing filesystem's mode is the right one (the
+// ACL's mask in the group bits; a chmod would widen it).
 func (n *node) chownToCaller(ctx context.Context, dirfd int, name string, mode uint32) {
 	var parent syscall.Stat_t
 	sgid := syscall.Fstat(dirfd, &parent) == nil && parent.Mode&syscall.S_ISGID != 0
@@ -374,7 +377,14 @@ func (n *node) chownToCaller(ctx context.Context, dirfd int, name string, mode u
 		want |= syscall.S_ISGID
 	}
 	var st syscall.Stat_t
-	if fstatat(dirfd, name, &st) == nil && st.Mode&07777 != want {
+	if fstatat(dirfd, name, &st) == nil && st.Mode&07777 != want && !hasDefaultACL(dirfd) {
 		unix.Fchmodat(dirfd, name, want, unix.AT_SYMLINK_NOFOLLOW)
 	}
+}
+
+// hasDefaultACL reports whether a backing directory (an O_PATH fd) has a
+// default ACL, or whether that cannot be told.
+func hasDefaultACL(dirfd int) bool {
+	_, err := unix.Getxattr(fmt.Sprintf("/proc/self/fd/%d", dirfd), "system.posix_acl_default", nil)
+	return err != unix.ENODATA && err != unix.EOPNOTSUPP
 }

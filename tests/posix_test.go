@@ -724,3 +724,66 @@ func TestPosixDeviceNodes(t *testing.T) {
 		must(t, os.Remove(blk))
 	})
 }
+
+// POSIX ACLs set through the mount are enforced: the kernel checks them
+// (default_permissions with FUSE_POSIX_ACL) and new entries inherit a
+// directory's default ACL. (Unlike ext4, the umask still applies under a
+// default ACL: the kernel masks the mode before the daemon sees it.)
+func TestPosixACL(t *testing.T) {
+	needRoot(t)
+	for _, tool := range []string{"setfacl", "getfacl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s missing: install the Debian package acl (make deps-test)", tool)
+		}
+	}
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		setfacl := func(args ...string) {
+			t.Helper()
+			if out, err := exec.Command("setfacl", args...).CombinedOutput(); err != nil {
+				t.Fatalf("setfacl %q: %v\n%s", args, err, out)
+			}
+		}
+		deny, allow := filepath.Join(dir, "deny"), filepath.Join(dir, "allow")
+		must(t, os.WriteFile(deny, []byte("x"), 0o644))
+		must(t, os.WriteFile(allow, []byte("x"), 0o600))
+		setfacl("-m", "u:nobody:---", deny)
+		setfacl("-m", "u:nobody:rw", allow)
+		out, err := exec.Command("getfacl", "-c", deny).CombinedOutput()
+		must(t, err)
+		if !strings.Contains(string(out), "user:nobody:---") {
+			t.Errorf("getfacl: %s", out)
+		}
+		if e := nobodyUser.errno(t, "open", deny, d(unix.O_RDONLY), "0"); e != syscall.EACCES {
+			t.Errorf("nobody reading a file whose ACL denies it: %v, want EACCES", e)
+		}
+		if r := nobodyUser.as(t, "open", allow, d(unix.O_RDWR), "0", "read", "4"); r[0].errno != 0 || r[1].out != "x" {
+			t.Errorf("nobody reading a 0600 root file whose ACL allows it: %v", r)
+		}
+		// The ACL mask shows as the group bits, as on ext4.
+		if m := modeOf(t, allow) & 0o777; m != 0o660 {
+			t.Errorf("mode after setfacl u:nobody:rw on 0600: %o, want 660", m)
+		}
+		// A default ACL is inherited, its mask included.
+		sub := filepath.Join(dir, "sub")
+		must(t, os.Mkdir(sub, 0o777))
+		must(t, os.Chmod(sub, 0o777))
+		setfacl("-d", "-m", "u::rwx,g::rwx,o::r-x,m::---,u:nobody:rwx", sub)
+		res := nobodyUser.as(t, "umask", "022", "open", sub+"/f", d(unix.O_CREAT|unix.O_WRONLY), "0666", "close")
+		if res[1].errno != 0 {
+			t.Fatalf("create in a directory with a default ACL: %v", res[1].errno)
+		}
+		out, err = exec.Command("getfacl", "-c", sub+"/f").CombinedOutput()
+		must(t, err)
+		if !strings.Contains(string(out), "user:nobody:rwx") || !strings.Contains(string(out), "mask::---") {
+			t.Errorf("new file did not inherit the default ACL: %s", out)
+		}
+		if m := modeOf(t, sub+"/f") & 0o777; m != 0o604 {
+			t.Errorf("file created under a default ACL with mask ---: mode %o, want 604", m)
+		}
+		// Removing the entry lets nobody in again.
+		setfacl("-b", deny)
+		if e := nobodyUser.errno(t, "open", deny, d(unix.O_RDONLY), "0"); e != 0 {
+			t.Errorf("nobody reading after setfacl -b: %v", e)
+		}
+	})
+}
