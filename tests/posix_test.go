@@ -787,3 +787,68 @@ func TestPosixACL(t *testing.T) {
 		}
 	})
 }
+
+// Names of 1, 254 and 255 bytes work for every kind of entry and for
+// xattrs, 256 bytes is ENAMETOOLONG, and a path of PATH_MAX-1 bytes made of
+// 255-byte names can be created and stat'ed, in both modes.
+func TestPosixNameLimits(t *testing.T) {
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		for _, n := range []int{1, 254, 255} {
+			name := strings.Repeat("n", n)
+			sub := filepath.Join(dir, fmt.Sprintf("d%d", n))
+			must(t, os.Mkdir(sub, 0o755))
+			p := filepath.Join(sub, name)
+			must(t, os.WriteFile(p, []byte("x"), 0o644))
+			if err := unix.Setxattr(p, "user.k", []byte("v"), 0); err != nil {
+				t.Errorf("setxattr on a %d-byte name: %v", n, err)
+			}
+			buf := make([]byte, 8)
+			if sz, err := unix.Getxattr(p, "user.k", buf); err != nil || string(buf[:sz]) != "v" {
+				t.Errorf("getxattr on a %d-byte name: %v", n, err)
+			}
+			must(t, os.Rename(p, p[:len(p)-1]+"m"))
+			must(t, os.Remove(p[:len(p)-1]+"m"))
+			must(t, os.Mkdir(p, 0o755))
+			must(t, os.Symlink(name, filepath.Join(p, name)))
+			if got, err := os.Readlink(filepath.Join(p, name)); err != nil || got != name {
+				t.Errorf("symlink named and pointing at %d bytes: %q, %v", n, got, err)
+			}
+			must(t, unix.Mkfifo(filepath.Join(p, "f"+name[1:]), 0o644))
+			names := rawNames(t, p)
+			sort.Strings(names)
+			if want := []string{".", "..", "f" + name[1:], name}; !slices.Equal(names, want) && n > 1 {
+				t.Errorf("listing of %d-byte names: %d entries", n, len(names))
+			}
+		}
+		long := strings.Repeat("x", 256)
+		if err := os.WriteFile(filepath.Join(dir, long), nil, 0o644); !errors.Is(err, syscall.ENAMETOOLONG) {
+			t.Errorf("256-byte name: %v, want ENAMETOOLONG", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, long)); !errors.Is(err, syscall.ENAMETOOLONG) {
+			t.Errorf("stat of a 256-byte name: %v, want ENAMETOOLONG", err)
+		}
+		// PATH_MAX-1 bytes: 255-byte directories, then a file that fills it.
+		p := filepath.Join(dir, "deep")
+		must(t, os.Mkdir(p, 0o755))
+		for len(p)+1+255+1+1 <= unix.PathMax-1 {
+			p = filepath.Join(p, strings.Repeat("p", 255))
+			must(t, os.Mkdir(p, 0o755))
+		}
+		p = filepath.Join(p, strings.Repeat("f", unix.PathMax-1-len(p)-1))
+		if len(p) != unix.PathMax-1 {
+			t.Fatalf("built a path of %d bytes", len(p))
+		}
+		if err := os.WriteFile(p, []byte("deep"), 0o644); err != nil {
+			t.Fatalf("create at a path of PATH_MAX-1 bytes: %v", err)
+		}
+		if got, err := os.ReadFile(p); err != nil || string(got) != "deep" {
+			t.Errorf("read at PATH_MAX-1: %q, %v", got, err)
+		}
+		if err := unix.Lsetxattr(p, "user.k", []byte("v"), 0); err != nil {
+			t.Errorf("setxattr at PATH_MAX-1: %v", err)
+		}
+		if err := os.WriteFile(p+"g", nil, 0o644); !errors.Is(err, syscall.ENAMETOOLONG) {
+			t.Errorf("path of PATH_MAX bytes: %v, want ENAMETOOLONG", err)
+		}
+	})
+}
