@@ -59,8 +59,15 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		Debug:       o.Debug,
 		Logger:      v.log,
 		// 1 MiB requests: fewer round trips for large sequential I/O.
-		MaxWrite:    1 << 20,
-		EnableLocks: true,
+		MaxWrite: 1 << 20,
+		// No lock requests: the kernel then keeps POSIX, OFD and flock
+		// locks itself, with exactly its own semantics. go-fuse's
+		// forwarding made every POSIX lock an OFD lock of one backing fd
+		// (a process conflicted with itself, close kept it), and a
+		// passthrough backing file the kernel still holds kept its locks
+		// past close. Locks are thus local to this mount, not seen by
+		// other users of the vault directory.
+		EnableLocks: false,
 		// The kernel enforces POSIX ACLs (with default_permissions) and
 		// caches them; they are stored as the backing entry's own.
 		EnableAcl: true,

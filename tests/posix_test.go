@@ -852,3 +852,88 @@ func TestPosixNameLimits(t *testing.T) {
 		}
 	})
 }
+
+// Locks behave as the kernel's own, in both modes: POSIX locks belong to
+// the process and go with any of its fds to the file, OFD locks belong to
+// the open file description and go with its last fd, flock locks likewise,
+// and nothing outlives a close and reopen.
+func TestPosixLocks(t *testing.T) {
+	needRoot(t)
+	root := user{}
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		p := filepath.Join(dir, "locked")
+		must(t, os.WriteFile(p, []byte("data"), 0o666))
+		open := func() int {
+			t.Helper()
+			fd, err := unix.Open(p, unix.O_RDWR, 0)
+			must(t, err)
+			return fd
+		}
+		wr := func(fd, cmd int) error {
+			return unix.FcntlFlock(uintptr(fd), cmd, &unix.Flock_t{Type: unix.F_WRLCK})
+		}
+		other := func(cmd int) syscall.Errno {
+			t.Helper()
+			return root.as(t, "open", p, d(unix.O_RDWR), "0", "lock", "w", d(int64(cmd)))[1].errno
+		}
+		// POSIX: one owner per process; any close drops them.
+		fd1, fd2 := open(), open()
+		must(t, wr(fd1, unix.F_SETLK))
+		if err := wr(fd2, unix.F_SETLK); err != nil {
+			t.Errorf("POSIX lock through a second fd of the same process: %v", err)
+		}
+		if e := other(unix.F_SETLK); e != syscall.EAGAIN {
+			t.Errorf("POSIX lock by another process: %v, want EAGAIN", e)
+		}
+		unix.Close(fd2)
+		if e := other(unix.F_SETLK); e != 0 {
+			t.Errorf("POSIX lock after the holder closed another fd of the file: %v", e)
+		}
+		unix.Close(fd1)
+		// OFD: one owner per open file description, gone with its last fd.
+		fd1, fd2 = open(), open()
+		must(t, wr(fd1, unix.F_OFD_SETLK))
+		if err := wr(fd2, unix.F_OFD_SETLK); err != unix.EAGAIN {
+			t.Errorf("OFD lock through another open of the same process: %v, want EAGAIN", err)
+		}
+		fd3, err := unix.Dup(fd1)
+		must(t, err)
+		unix.Close(fd1)
+		if e := other(unix.F_OFD_SETLK); e != syscall.EAGAIN {
+			t.Errorf("OFD lock while a dup of the holder is open: %v, want EAGAIN", e)
+		}
+		unix.Close(fd3)
+		if e := other(unix.F_OFD_SETLK); e != 0 {
+			t.Errorf("OFD lock after the last fd of the holder closed: %v", e)
+		}
+		if err := wr(fd2, unix.F_OFD_SETLK); err != nil {
+			t.Errorf("OFD lock after the holder closed: %v", err)
+		}
+		unix.Close(fd2)
+		// flock: per open file description too.
+		fd1, fd2 = open(), open()
+		must(t, unix.Flock(fd1, unix.LOCK_EX))
+		if err := unix.Flock(fd2, unix.LOCK_EX|unix.LOCK_NB); err != unix.EWOULDBLOCK {
+			t.Errorf("flock through another open: %v, want EWOULDBLOCK", err)
+		}
+		if e := root.as(t, "open", p, d(unix.O_RDONLY), "0", "flock", d(unix.LOCK_SH|unix.LOCK_NB))[1].errno; e != syscall.EWOULDBLOCK {
+			t.Errorf("flock by another process: %v, want EWOULDBLOCK", e)
+		}
+		unix.Close(fd1)
+		if err := unix.Flock(fd2, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			t.Errorf("flock after the holder closed: %v", err)
+		}
+		unix.Close(fd2)
+		// Close and reopen: no lock survives.
+		for _, cmd := range []int{unix.F_SETLK, unix.F_OFD_SETLK} {
+			fd := open()
+			must(t, wr(fd, cmd))
+			unix.Close(fd)
+			fd = open()
+			if e := other(cmd); e != 0 {
+				t.Errorf("lock (cmd %d) after close and reopen: %v", cmd, e)
+			}
+			unix.Close(fd)
+		}
+	})
+}
