@@ -2,7 +2,10 @@ package fs
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,8 +61,8 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		AllowOther:  o.AllowOther,
 		Debug:       o.Debug,
 		Logger:      v.log,
-		// 1 MiB requests: fewer round trips for large sequential I/O.
-		MaxWrite: 1 << 20,
+		// Requests near 1 MiB: fewer round trips for large sequential I/O.
+		MaxWrite: maxRequest(),
 		// No lock requests: the kernel then keeps POSIX, OFD and flock
 		// locks itself, with exactly its own semantics. go-fuse's
 		// forwarding made every POSIX lock an OFD lock of one backing fd
@@ -109,6 +112,32 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	v.touch()
 	m.probePassthrough()
 	return m, nil
+}
+
+// maxRequest is the largest read or write request to negotiate: 1 MiB, or
+// less where a reply (a request's data, its header and the page go-fuse
+// adds) would not fit the largest pipe splice may use; at exactly 1 MiB
+// every large read missed the splice path with a log line
+// ("trySplice: ... max pipe size"), with 1 MiB pipes the usual limit.
+func maxRequest() int {
+	const want = 1 << 20
+	page := os.Getpagesize()
+	limit := want
+	if data, err := os.ReadFile("/proc/sys/fs/pipe-max-size"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && n > 0 {
+			limit = n
+		}
+	}
+	// Whole pages, leaving one for go-fuse's extra page and one for the
+	// reply header.
+	n := (limit/page - 2) * page
+	if n > want {
+		n = want
+	}
+	if n < 128<<10 {
+		n = 128 << 10 // go-fuse's default, for a machine with tiny pipes
+	}
+	return n
 }
 
 // useWriteback decides on the kernel's writeback cache, which merges small

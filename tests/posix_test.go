@@ -937,3 +937,45 @@ func TestPosixLocks(t *testing.T) {
 		}
 	})
 }
+
+// Large reads served by the daemon fit the splice pipe: a request of
+// MaxWrite bytes plus its header must not exceed the pipe's maximum size,
+// or go-fuse logs "trySplice: ... max pipe size" and copies instead.
+func TestPosixReadsFitSplicePipe(t *testing.T) {
+	needRoot(t)
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		if !strings.HasPrefix(dir, tv.Mnt) {
+			return
+		}
+		data := bytes.Repeat([]byte("0123456789abcdef"), 8<<20/16)
+		p := filepath.Join(dir, "big")
+		must(t, os.WriteFile(p, data, 0o644))
+		must(t, os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0))
+		f, err := os.Open(p)
+		must(t, err)
+		buf := make([]byte, 4<<20)
+		for off := int64(0); off < int64(len(data)); off += int64(len(buf)) {
+			n, err := f.ReadAt(buf, off)
+			if err != nil || !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+				t.Fatalf("read at %d: %d bytes, %v", off, n, err)
+			}
+		}
+		f.Close()
+		// O_DIRECT reads reach the daemon at full request size.
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECT, 0)
+		must(t, err)
+		abuf, err := unix.Mmap(-1, 0, 2<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+		must(t, err)
+		defer unix.Munmap(abuf)
+		for off := int64(0); off < int64(len(data)); off += int64(len(abuf)) {
+			n, err := unix.Pread(fd, abuf, off)
+			if err != nil || !bytes.Equal(abuf[:n], data[off:off+int64(n)]) {
+				t.Fatalf("O_DIRECT read at %d: %d bytes, %v", off, n, err)
+			}
+		}
+		unix.Close(fd)
+		if strings.Contains(tv.Log(), "trySplice") {
+			t.Errorf("the daemon's log has splice failures:\n%s", tv.Log())
+		}
+	}, func(o *cfs.Options) { o.NoPassthrough = true })
+}
