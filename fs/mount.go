@@ -40,6 +40,11 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	if err != nil {
 		return nil, err
 	}
+	if CanMount() {
+		if err := checkMountpointUser(mountpoint); err != nil {
+			return nil, err
+		}
+	}
 	v, err := newVault(o)
 	if err != nil {
 		return nil, err

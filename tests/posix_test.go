@@ -979,3 +979,54 @@ func TestPosixReadsFitSplicePipe(t *testing.T) {
 		}
 	}, func(o *cfs.Options) { o.NoPassthrough = true })
 }
+
+// A daemon that mounts by itself with only CAP_SYS_ADMIN (the system unit)
+// obeys fusermount3's rule: it mounts only where its user owns the
+// mountpoint or may write to it, and a sticky one only if owned.
+func TestPosixDirectMountpointRules(t *testing.T) {
+	needRoot(t)
+	if st, err := os.Stat("/dev/fuse"); err == nil && st.Mode().Perm()&0o006 != 0o006 {
+		must(t, os.Chmod("/dev/fuse", 0o666))
+		t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
+	}
+	v := newCLIVault(t)
+	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
+	filepath.Walk(v.dir, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, nobody, nobody) })
+	asUnit := func(args ...string) (string, error) {
+		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps=+sys_admin", "--ambient-caps=+sys_admin", "--bounding-set=-all,+sys_admin", "--no-new-privs", binary}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+v.dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	cases := []struct {
+		name  string
+		uid   int
+		mode  os.FileMode
+		allow bool
+	}{
+		{"root-owned 0555", 0, 0o555, false},
+		{"root-owned 0755", 0, 0o755, false},
+		{"root-owned 0777", 0, 0o777, true},
+		{"root-owned sticky 1777", 0, 0o777 | os.ModeSticky, false},
+		{"own 0555", nobody, 0o555, true},
+		{"own sticky 1755", nobody, 0o755 | os.ModeSticky, true},
+	}
+	for i, c := range cases {
+		mp := filepath.Join(v.dir, fmt.Sprintf("mp%d", i))
+		must(t, os.Mkdir(mp, 0o755))
+		must(t, os.Chown(mp, c.uid, c.uid))
+		must(t, os.Chmod(mp, c.mode))
+		out, err := asUnit("mount", "--config", v.config, "--passfile", v.pwfile, v.backing, mp)
+		mounted, _ := cfs.IsMountpoint(mp)
+		if mounted {
+			asUnit("unmount", mp)
+		}
+		if mounted != c.allow || (err == nil) != c.allow {
+			t.Errorf("%s: mounted %v (%v), want %v\n%s", c.name, mounted, err, c.allow, out)
+		}
+		if !c.allow && !strings.Contains(out, "neither owned nor writable") {
+			t.Errorf("%s: refusal does not say why: %s", c.name, out)
+		}
+	}
+}
