@@ -1030,3 +1030,107 @@ func TestPosixDirectMountpointRules(t *testing.T) {
 		}
 	}
 }
+
+// renameCase is one rename by nobody between directories of other users.
+type renameCase struct {
+	srcOwner, dstOwner   int
+	srcSticky, dstSticky bool
+	entryOwner           int
+	kind                 string // file, dir, fifo, chr or symlink
+	target               int    // owner of an entry of that kind already at the new name; -1 for none
+}
+
+// build makes the case under base and returns the old and new names.
+func (c renameCase) build(t *testing.T, base string) (string, string) {
+	t.Helper()
+	mk := func(p string, owner int, mode os.FileMode) {
+		t.Helper()
+		must(t, os.Lchown(p, owner, owner))
+		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+			must(t, os.Chmod(p, mode))
+		}
+	}
+	make := func(p string) {
+		t.Helper()
+		switch c.kind {
+		case "file":
+			must(t, os.WriteFile(p, []byte(p), 0o644))
+		case "dir":
+			must(t, os.Mkdir(p, 0o755))
+		case "fifo":
+			must(t, unix.Mkfifo(p, 0o644))
+		case "chr":
+			must(t, unix.Mknod(p, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))))
+		case "symlink":
+			must(t, os.Symlink("target", p))
+		}
+	}
+	must(t, os.Mkdir(base, 0o755))
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	must(t, os.Mkdir(src, 0o755))
+	must(t, os.Mkdir(dst, 0o755))
+	sticky := func(b bool) os.FileMode {
+		if b {
+			return os.ModeSticky | 0o777
+		}
+		return 0o777
+	}
+	mk(src, c.srcOwner, sticky(c.srcSticky))
+	mk(dst, c.dstOwner, sticky(c.dstSticky))
+	old, new := filepath.Join(src, "e"), filepath.Join(dst, "e2")
+	make(old)
+	mk(old, c.entryOwner, 0o755)
+	if c.target >= 0 {
+		make(new)
+		mk(new, c.target, 0o755)
+	}
+	return old, new
+}
+
+// Renames by an unprivileged user across directories of others, with and
+// without the sticky bit, give ext4's result (built the same way on the
+// backing filesystem next to the mount), and afterwards exactly one of the
+// two names holds the entry.
+func TestPosixRenameAcrossOwners(t *testing.T) {
+	needRoot(t)
+	const other = 4243
+	var cases []renameCase
+	for _, so := range []int{0, nobody} {
+		for _, do := range []int{0, nobody} {
+			for _, ss := range []bool{false, true} {
+				for _, ds := range []bool{false, true} {
+					for _, eo := range []int{nobody, other} {
+						for _, kind := range []string{"file", "dir", "fifo", "chr", "symlink"} {
+							for _, tgt := range []int{-1, other} {
+								cases = append(cases, renameCase{so, do, ss, ds, eo, kind, tgt})
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		oracle := filepath.Join(filepath.Dir(tv.Mnt), "oracle-"+filepath.Base(dir))
+		must(t, os.Mkdir(oracle, 0o755))
+		for i, c := range cases {
+			o1, n1 := c.build(t, filepath.Join(oracle, d(int64(i))))
+			o2, n2 := c.build(t, filepath.Join(dir, d(int64(i))))
+			want := nobodyUser.errno(t, "rename", o1, n1)
+			got := nobodyUser.errno(t, "rename", o2, n2)
+			if got != want {
+				t.Errorf("%+v: %v, ext4 gives %v", c, got, want)
+			}
+			_, oerr := os.Lstat(o2)
+			nst, nerr := os.Lstat(n2)
+			switch {
+			case got == 0 && (oerr == nil || nerr != nil):
+				t.Errorf("%+v: renamed, yet old name %v, new name %v", c, oerr, nerr)
+			case got != 0 && oerr != nil:
+				t.Errorf("%+v: failed, and the old name is gone: %v", c, oerr)
+			case got != 0 && c.target < 0 && nerr == nil:
+				t.Errorf("%+v: failed, and the new name exists too (%v)", c, nst.Mode())
+			}
+		}
+	})
+}
