@@ -1134,3 +1134,215 @@ func TestPosixRenameAcrossOwners(t *testing.T) {
 		}
 	})
 }
+
+// Each syscall checks the caller as owner, group member or other, as ext4
+// does (the oracle: the same tree on the backing filesystem).
+func TestPosixPermissionChecks(t *testing.T) {
+	needRoot(t)
+	const grp = 4244
+	owner := user{uid: nobody, gid: nobody}
+	member := user{uid: 4245, gid: 4245, groups: []uint32{grp}}
+	other := user{uid: 4246, gid: 4246}
+	// The entry's mode grants one class only, so each caller sees another.
+	modes := []uint32{0o700, 0o070, 0o007, 0o555, 0o333, 0o050, 0o000}
+	type op struct {
+		name string
+		args func(dir, f string) []string
+	}
+	ops := []op{
+		{"open r", func(dir, f string) []string { return []string{"open", f, d(unix.O_RDONLY), "0"} }},
+		{"open w", func(dir, f string) []string { return []string{"open", f, d(unix.O_WRONLY), "0"} }},
+		{"open rw", func(dir, f string) []string { return []string{"open", f, d(unix.O_RDWR), "0"} }},
+		{"truncate", func(dir, f string) []string { return []string{"truncate", f, "1"} }},
+		{"create in", func(dir, f string) []string { return []string{"open", dir + "/new", d(unix.O_CREAT | unix.O_WRONLY), "0644"} }},
+		{"mkdir in", func(dir, f string) []string { return []string{"mkdir", dir + "/newd", "0755"} }},
+		{"unlink in", func(dir, f string) []string { return []string{"unlink", f} }},
+		{"rename in", func(dir, f string) []string { return []string{"rename", f, dir + "/moved"} }},
+		{"link in", func(dir, f string) []string { return []string{"link", f, dir + "/hard"} }},
+		{"symlink in", func(dir, f string) []string { return []string{"symlink", "x", dir + "/sym"} }},
+		{"stat below", func(dir, f string) []string { return []string{"stat", f} }},
+		{"chmod", func(dir, f string) []string { return []string{"chmod", f, "0644"} }},
+		{"chown", func(dir, f string) []string { return []string{"chown", f, d(nobody), d(grp)} }},
+		{"utime now", func(dir, f string) []string { return []string{"utime", f, "now", "now"} }},
+		{"utime set", func(dir, f string) []string { return []string{"utime", f, "1000", "1000"} }},
+	}
+	build := func(base string, mode uint32, onDir bool) (string, string) {
+		dir := filepath.Join(base, "d")
+		must(t, os.MkdirAll(dir, 0o755))
+		f := filepath.Join(dir, "f")
+		must(t, os.WriteFile(f, []byte("data"), 0o644))
+		for _, p := range []string{dir, f} {
+			must(t, os.Chown(p, nobody, grp))
+		}
+		target := f
+		if onDir {
+			target = dir
+		}
+		must(t, os.Chmod(target, os.FileMode(mode)))
+		return dir, f
+	}
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, area string) {
+		oracle := filepath.Join(filepath.Dir(tv.Mnt), "oracle-"+filepath.Base(area))
+		i := 0
+		for _, mode := range modes {
+			for _, o := range ops {
+				onDir := strings.HasSuffix(o.name, " in") || o.name == "stat below"
+				for _, u := range []user{owner, member, other} {
+					i++
+					d1, f1 := build(filepath.Join(oracle, d(int64(i))), mode, onDir)
+					d2, f2 := build(filepath.Join(area, d(int64(i))), mode, onDir)
+					want := u.as(t, o.args(d1, f1)...)[0].errno
+					got := u.as(t, o.args(d2, f2)...)[0].errno
+					if got != want {
+						t.Errorf("%s as uid %d, mode %o: %v, ext4 gives %v", o.name, u.uid, mode, got, want)
+					}
+				}
+			}
+		}
+	})
+}
+
+// utimensat: UTIME_NOW and UTIME_OMIT, times before 1970 and after 2038,
+// nanoseconds; by the owner and, for UTIME_NOW only, anyone who may write.
+func TestPosixUtimens(t *testing.T) {
+	needRoot(t)
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		p := filepath.Join(dir, "f")
+		must(t, os.WriteFile(p, nil, 0o666))
+		must(t, os.Chmod(p, 0o666))
+		times := func() (unix.Timespec, unix.Timespec) {
+			var st unix.Stat_t
+			must(t, unix.Lstat(p, &st))
+			return st.Atim, st.Mtim
+		}
+		for _, ts := range [][2]unix.Timespec{
+			{{Sec: -1000000000, Nsec: 5}, {Sec: -1, Nsec: 999999999}},
+			{{Sec: 1 << 32, Nsec: 123456789}, {Sec: 4102444800, Nsec: 1}},
+			{{Sec: 0}, {Sec: 2147483648}},
+		} {
+			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p, ts[:], unix.AT_SYMLINK_NOFOLLOW))
+			if a, m := times(); a != ts[0] || m != ts[1] {
+				t.Errorf("set %v: read back %v %v", ts, a, m)
+			}
+		}
+		a0, _ := times()
+		must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 77}}, 0))
+		if a, m := times(); a != a0 || m.Sec != 77 {
+			t.Errorf("UTIME_OMIT atime: %v %v, want atime %v kept and mtime 77", a, m, a0)
+		}
+		must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_OMIT}}, 0))
+		if a, m := times(); a.Sec < 1600000000 || m.Sec != 77 {
+			t.Errorf("UTIME_NOW atime, UTIME_OMIT mtime: %v %v", a, m)
+		}
+		// Not the owner: UTIME_NOW needs write access, explicit times
+		// ownership.
+		if e := nobodyUser.errno(t, "utime", p, "now", "now"); e != 0 {
+			t.Errorf("UTIME_NOW by a writer who is not the owner: %v", e)
+		}
+		if e := nobodyUser.errno(t, "utime", p, "5", "5"); e != syscall.EPERM {
+			t.Errorf("explicit times by a non-owner: %v, want EPERM", e)
+		}
+		must(t, os.Chmod(p, 0o644))
+		if e := nobodyUser.errno(t, "utime", p, "now", "now"); e != syscall.EACCES {
+			t.Errorf("UTIME_NOW by a non-owner without write access: %v, want EACCES", e)
+		}
+	})
+}
+
+// Link counts follow renames over hard links, and a directory renamed onto
+// an empty directory replaces it, onto a non-empty one fails.
+func TestPosixLinksAndDirRenames(t *testing.T) {
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		nlink := func(p string) uint64 {
+			t.Helper()
+			var st unix.Stat_t
+			must(t, unix.Lstat(p, &st))
+			return st.Nlink
+		}
+		a, b, c := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")
+		must(t, os.WriteFile(a, []byte("a"), 0o644))
+		must(t, os.Link(a, b))
+		must(t, os.WriteFile(c, []byte("c"), 0o644))
+		if n := nlink(a); n != 2 {
+			t.Errorf("after link: nlink %d, want 2", n)
+		}
+		// Rename over a hard link of the same file: a no-op, both stay.
+		must(t, os.Rename(a, b))
+		if _, err := os.Lstat(a); err != nil || nlink(b) != 2 {
+			t.Errorf("rename onto a hard link of itself: a %v, nlink %d, want both names and 2", err, nlink(b))
+		}
+		// Rename another file over one of the links: the count drops.
+		must(t, os.Rename(c, b))
+		if n := nlink(a); n != 1 {
+			t.Errorf("after renaming another file over a link: nlink %d, want 1", n)
+		}
+		if got, _ := os.ReadFile(b); string(got) != "c" {
+			t.Errorf("b holds %q", got)
+		}
+		// Directories: link counts and replacing.
+		p, q := filepath.Join(dir, "p"), filepath.Join(dir, "q")
+		must(t, os.Mkdir(p, 0o755))
+		must(t, os.Mkdir(filepath.Join(p, "sub"), 0o755))
+		if n := nlink(p); n != 3 {
+			t.Errorf("directory with one subdirectory: nlink %d, want 3", n)
+		}
+		must(t, os.Mkdir(q, 0o755))
+		// os.Rename refuses an existing directory itself; rename(2) does not.
+		must(t, unix.Rename(p, q))
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after renaming onto an empty directory the old name: %v", err)
+		}
+		if _, err := os.Lstat(filepath.Join(q, "sub")); err != nil {
+			t.Errorf("renamed directory lost its content: %v", err)
+		}
+		r := filepath.Join(dir, "r")
+		must(t, os.Mkdir(r, 0o755))
+		must(t, os.WriteFile(filepath.Join(q, "file"), nil, 0o644))
+		if err := unix.Rename(r, q); !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
+			t.Errorf("rename onto a non-empty directory: %v, want ENOTEMPTY", err)
+		}
+		if _, err := os.Lstat(r); err != nil {
+			t.Errorf("failed rename lost the source: %v", err)
+		}
+		if err := unix.Rename(r, b); !errors.Is(err, syscall.ENOTDIR) {
+			t.Errorf("directory onto a file: %v, want ENOTDIR", err)
+		}
+		if err := unix.Rename(b, r); !errors.Is(err, syscall.EISDIR) {
+			t.Errorf("file onto a directory: %v, want EISDIR", err)
+		}
+		if n := nlink(dir); n != 4 {
+			t.Errorf("parent nlink %d, want 4 (., .., q, r)", n)
+		}
+	})
+}
+
+// O_CREAT|O_EXCL fails with EEXIST on every kind of entry, a dangling
+// symlink included.
+func TestPosixExclEveryKind(t *testing.T) {
+	needRoot(t)
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		mk := map[string]func(string) error{
+			"file":     func(p string) error { return os.WriteFile(p, nil, 0o644) },
+			"dir":      func(p string) error { return os.Mkdir(p, 0o755) },
+			"fifo":     func(p string) error { return unix.Mkfifo(p, 0o644) },
+			"chr":      func(p string) error { return unix.Mknod(p, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))) },
+			"blk":      func(p string) error { return unix.Mknod(p, unix.S_IFBLK|0o644, int(unix.Mkdev(7, 0))) },
+			"symlink":  func(p string) error { return os.Symlink(filepath.Join(dir, "file"), p) },
+			"dangling": func(p string) error { return os.Symlink("nowhere", p) },
+		}
+		for kind, f := range mk {
+			p := filepath.Join(dir, kind)
+			must(t, f(p))
+			fd, err := unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o644)
+			if err != unix.EEXIST {
+				t.Errorf("O_EXCL on a %s: %v, want EEXIST", kind, err)
+			}
+			if err == nil {
+				unix.Close(fd)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "nowhere")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("O_EXCL followed a dangling symlink: %v", err)
+		}
+	})
+}
