@@ -1154,7 +1154,9 @@ func TestPosixPermissionChecks(t *testing.T) {
 		{"open w", func(dir, f string) []string { return []string{"open", f, d(unix.O_WRONLY), "0"} }},
 		{"open rw", func(dir, f string) []string { return []string{"open", f, d(unix.O_RDWR), "0"} }},
 		{"truncate", func(dir, f string) []string { return []string{"truncate", f, "1"} }},
-		{"create in", func(dir, f string) []string { return []string{"open", dir + "/new", d(unix.O_CREAT | unix.O_WRONLY), "0644"} }},
+		{"create in", func(dir, f string) []string {
+			return []string{"open", dir + "/new", d(unix.O_CREAT | unix.O_WRONLY), "0644"}
+		}},
 		{"mkdir in", func(dir, f string) []string { return []string{"mkdir", dir + "/newd", "0755"} }},
 		{"unlink in", func(dir, f string) []string { return []string{"unlink", f} }},
 		{"rename in", func(dir, f string) []string { return []string{"rename", f, dir + "/moved"} }},
