@@ -850,6 +850,24 @@ func TestPosixNameLimits(t *testing.T) {
 		if err := os.WriteFile(p+"g", nil, 0o644); !errors.Is(err, syscall.ENAMETOOLONG) {
 			t.Errorf("path of PATH_MAX bytes: %v, want ENAMETOOLONG", err)
 		}
+		// Symlink targets: PATH_MAX-1 bytes where stored as they are;
+		// encrypted, the sealed and encoded form must fit (docs/format.md).
+		max := unix.PathMax - 1
+		if strings.Contains(dir, "/enc-") {
+			max = 3043
+		}
+		for _, n := range []int{max, max + 1} {
+			target := strings.Repeat("t", n)
+			err := os.Symlink(target, filepath.Join(dir, fmt.Sprintf("sym%d", n)))
+			if n == max && err != nil {
+				t.Errorf("symlink to %d bytes: %v", n, err)
+			} else if n > max && !errors.Is(err, syscall.ENAMETOOLONG) {
+				t.Errorf("symlink to %d bytes: %v, want ENAMETOOLONG", n, err)
+			}
+			if got, err := os.Readlink(filepath.Join(dir, fmt.Sprintf("sym%d", n))); n == max && (err != nil || got != target) {
+				t.Errorf("readlink of a %d-byte target: %d bytes, %v", n, len(got), err)
+			}
+		}
 	})
 }
 
