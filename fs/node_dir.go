@@ -108,12 +108,19 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if errno != 0 {
 		return nil, errno
 	}
-	if err := unix.Mkdirat(fd, stored, mode); err != nil {
+	// The daemon writes the IV into the new directory: a daemon running
+	// as the user needs owner write and search there for that moment.
+	lent := uint32(0o300) &^ mode
+	if err := unix.Mkdirat(fd, stored, mode|lent); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
 	cfd, err := unix.Openat(fd, stored, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err == nil {
 		_, err = createDirIV(cfd)
+		var st syscall.Stat_t
+		if err == nil && lent != 0 && syscall.Fstat(cfd, &st) == nil {
+			err = unix.Fchmodat(fd, stored, st.Mode&07777&^lent, unix.AT_SYMLINK_NOFOLLOW)
+		}
 		unix.Close(cfd)
 	}
 	if err != nil {

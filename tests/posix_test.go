@@ -657,6 +657,19 @@ func TestPosixOwnerModesUserMount(t *testing.T) {
 			if res[2].out != "xbc" {
 				t.Errorf("write-only file holds %q, want %q", res[2].out, "xbc")
 			}
+			// Directories whose mode keeps the daemon out (it writes the
+			// directory IV into every new directory).
+			for _, mode := range []string{"0", "0500", "0100", "0755"} {
+				sub := dir + "/dir" + mode
+				res := nobodyUser.as(t, "umask", "0", "mkdir", sub, mode, "stat", sub, "chmod", sub, "0700", "open", sub+"/f", d(unix.O_CREAT|unix.O_WRONLY), "0644")
+				m, _ := strconv.ParseUint(mode, 8, 32)
+				if res[1].errno != 0 || !strings.HasPrefix(res[2].out, strconv.FormatUint(unix.S_IFDIR|m, 8)+" ") {
+					t.Errorf("mkdir %s mode %s: %v, stat %q", sub, mode, res[1].errno, res[2].out)
+				}
+				if res[4].errno != 0 {
+					t.Errorf("create in a directory made with mode %s: %v", mode, res[4].errno)
+				}
+			}
 		})
 	}
 }
