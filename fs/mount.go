@@ -99,7 +99,9 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	}
 	root := v.newNode(false)
 	root.ino.Store(rootSt.Ino)
-	server, err := gofs.Mount(mountpoint, root, &gofs.Options{
+	// The umask is applied by umaskFS, which knows about default ACLs.
+	mo.ExtraCapabilities |= fuse.CAP_DONT_MASK
+	server, err := mountRaw(mountpoint, root, &gofs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
@@ -117,6 +119,19 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	v.touch()
 	m.probePassthrough()
 	return m, nil
+}
+
+// mountRaw is gofs.Mount with the node filesystem wrapped in umaskFS.
+func mountRaw(dir string, root gofs.InodeEmbedder, opts *gofs.Options) (*fuse.Server, error) {
+	server, err := fuse.NewServer(umaskFS{gofs.NewNodeFS(root, opts)}, dir, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		return nil, err
+	}
+	return server, nil
 }
 
 // maxRequest is the largest read or write request to negotiate: 1 MiB, or

@@ -740,8 +740,7 @@ func TestPosixDeviceNodes(t *testing.T) {
 
 // POSIX ACLs set through the mount are enforced: the kernel checks them
 // (default_permissions with FUSE_POSIX_ACL) and new entries inherit a
-// directory's default ACL. (Unlike ext4, the umask still applies under a
-// default ACL: the kernel masks the mode before the daemon sees it.)
+// directory's default ACL, which also overrides the umask.
 func TestPosixACL(t *testing.T) {
 	needRoot(t)
 	for _, tool := range []string{"setfacl", "getfacl"} {
@@ -792,6 +791,18 @@ func TestPosixACL(t *testing.T) {
 		}
 		if m := modeOf(t, sub+"/f") & 0o777; m != 0o604 {
 			t.Errorf("file created under a default ACL with mask ---: mode %o, want 604", m)
+		}
+		// Under a default ACL the umask does not apply; elsewhere it does.
+		sub2 := filepath.Join(dir, "sub2")
+		must(t, os.Mkdir(sub2, 0o777))
+		must(t, os.Chmod(sub2, 0o777))
+		setfacl("-d", "-m", "u::rwx,g::rwx,o::rwx", sub2)
+		nobodyUser.as(t, "umask", "077", "open", sub2+"/f", d(unix.O_CREAT|unix.O_WRONLY), "0666", "close", "mkdir", sub2+"/d", "0777",
+			"open", dir+"/masked", d(unix.O_CREAT|unix.O_WRONLY), "0666", "close", "mkdir", dir+"/maskedd", "0777")
+		for p, want := range map[string]uint32{sub2 + "/f": 0o666, sub2 + "/d": 0o777, dir + "/masked": 0o600, dir + "/maskedd": 0o700} {
+			if m := modeOf(t, p) & 0o777; m != want {
+				t.Errorf("%s (umask 077): mode %o, want %o", filepath.Base(p), m, want)
+			}
 		}
 		// Removing the entry lets nobody in again.
 		setfacl("-b", deny)
