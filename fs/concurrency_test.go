@@ -26,7 +26,9 @@ import (
 // is ever torn; the end state must hold each owner's last write, also after
 // a remount (see fstest.SharedFile).
 func TestConcurrentBlockIO(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{})
+	// Write-through, as in tests.TestConcurrentSharedFile: the O_DIRECT
+	// readers check what the daemon stored.
+	tv := fs.NewTestVault(t, fs.TestOptions{Options: fs.Options{NoWriteback: true}})
 	sf := fstest.SharedFile{Path: tv.Path("shared"), AlignedBlocks: 16, Unaligned: 3}
 	must(t, sf.Create())
 	final, err := sf.Run(4, 3, 300)

@@ -298,6 +298,7 @@ func (h *encFile) Allocate(ctx context.Context, off, size uint64, mode uint32) s
 	if mode&^unix.FALLOC_FL_KEEP_SIZE != 0 {
 		return syscall.EOPNOTSUPP
 	}
+	clearSetID(ctx, h.f)
 	end := int64(off + size)
 	if mode&unix.FALLOC_FL_KEEP_SIZE == 0 {
 		cur, errno := h.plainSize()

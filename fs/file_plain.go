@@ -67,6 +67,8 @@ func (h *plainFile) Release(ctx context.Context) syscall.Errno {
 var _ = (gofs.FileAllocater)((*plainFile)(nil))
 
 func (h *plainFile) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	// Like a write, every fallocate mode clears set-id bits (killpriv.go).
+	clearSetID(ctx, h.f)
 	return h.lf.Allocate(ctx, off, size, mode)
 }
 

@@ -3,6 +3,8 @@ package fs
 import (
 	"context"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -42,9 +44,10 @@ func (n *node) needsDaemonIO(f *os.File) bool {
 	return err == nil
 }
 
-// clearSetID drops the set-user-ID bit, and the set-group-ID bit where it
-// means set-group-ID (group execute set), after a write or truncate by
-// anyone but root, as the kernel does for callers without CAP_FSETID.
+// clearSetID drops the set-user-ID bit, and the set-group-ID bit where the
+// kernel would (group execute set, or a caller outside the file's group:
+// Linux 6.2 and later), after a write, truncate or fallocate by anyone but
+// root, as the kernel does for callers without CAP_FSETID.
 func clearSetID(ctx context.Context, f *os.File) {
 	var st syscall.Stat_t
 	if syscall.Fstat(int(f.Fd()), &st) == nil {
@@ -55,7 +58,8 @@ func clearSetID(ctx context.Context, f *os.File) {
 // clearSetIDStat is clearSetID for a file whose stat the caller has; it
 // reports whether it changed the mode.
 func clearSetIDStat(ctx context.Context, f *os.File, st *syscall.Stat_t) bool {
-	if caller, ok := fuse.FromContext(ctx); ok && caller.Uid == 0 {
+	caller, ok := fuse.FromContext(ctx)
+	if ok && caller.Uid == 0 {
 		return false
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
@@ -63,7 +67,7 @@ func clearSetIDStat(ctx context.Context, f *os.File, st *syscall.Stat_t) bool {
 	}
 	mode := st.Mode & 07777
 	kill := uint32(syscall.S_ISUID)
-	if mode&syscall.S_IXGRP != 0 {
+	if mode&syscall.S_IXGRP != 0 || (mode&syscall.S_ISGID != 0 && !(ok && inGroup(caller, st.Gid))) {
 		kill |= syscall.S_ISGID
 	}
 	if mode&kill == 0 {
@@ -87,4 +91,26 @@ func (n *node) afterWrite(ctx context.Context, f *os.File) {
 		return
 	}
 	n.cached = stateFromStat(&st)
+}
+
+// inGroup reports whether the caller is a member of gid: its primary group
+// or one of the supplementary groups in /proc/PID/status.
+func inGroup(caller *fuse.Caller, gid uint32) bool {
+	if caller.Gid == gid {
+		return true
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(caller.Pid)) + "/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if g, ok := strings.CutPrefix(line, "Groups:"); ok {
+			for _, f := range strings.Fields(g) {
+				if f == strconv.Itoa(int(gid)) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

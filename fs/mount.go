@@ -2,7 +2,10 @@ package fs
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +40,11 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	if err != nil {
 		return nil, err
 	}
+	if CanMount() {
+		if err := checkMountpointUser(mountpoint); err != nil {
+			return nil, err
+		}
+	}
 	v, err := newVault(o)
 	if err != nil {
 		return nil, err
@@ -58,9 +66,19 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		AllowOther:  o.AllowOther,
 		Debug:       o.Debug,
 		Logger:      v.log,
-		// 1 MiB requests: fewer round trips for large sequential I/O.
-		MaxWrite:    1 << 20,
-		EnableLocks: true,
+		// Requests near 1 MiB: fewer round trips for large sequential I/O.
+		MaxWrite: maxRequest(),
+		// No lock requests: the kernel then keeps POSIX, OFD and flock
+		// locks itself, with exactly its own semantics. go-fuse's
+		// forwarding made every POSIX lock an OFD lock of one backing fd
+		// (a process conflicted with itself, close kept it), and a
+		// passthrough backing file the kernel still holds kept its locks
+		// past close. Locks are thus local to this mount, not seen by
+		// other users of the vault directory.
+		EnableLocks: false,
+		// The kernel enforces POSIX ACLs (with default_permissions) and
+		// caches them; they are stored as the backing entry's own.
+		EnableAcl: true,
 		// Allow a vault on one stacked filesystem (overlayfs, another FUSE):
 		// the kernel's limit is 2 including this mount.
 		MaxStackDepth: 2,
@@ -71,20 +89,26 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	if v.useWriteback() {
 		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
-	if o.AllowOther {
-		mo.Options = append(mo.Options, "default_permissions")
-	}
+	// The kernel checks permission bits for every caller, the mounting
+	// user included, as gocryptfs does: the daemon opens backing files
+	// with its own rights (root, or the owner: openBacking), so without
+	// it a mode 000 file would stay readable through the mount.
+	mo.Options = append(mo.Options, "default_permissions")
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
 	root := v.newNode(false)
 	root.ino.Store(rootSt.Ino)
-	server, err := gofs.Mount(mountpoint, root, &gofs.Options{
+	// The umask is applied by umaskFS, which knows about default ACLs.
+	mo.ExtraCapabilities |= fuse.CAP_DONT_MASK
+	server, err := mountRaw(mountpoint, root, &gofs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &timeout,
 		RootStableAttr:  &gofs.StableAttr{Ino: rootSt.Ino},
+		// Mode 0 is a mode like any other (go-fuse would show it as 0644).
+		NullPermissions: true,
 		Logger:          v.log,
 	})
 	if err != nil {
@@ -95,6 +119,45 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	v.touch()
 	m.probePassthrough()
 	return m, nil
+}
+
+// mountRaw is gofs.Mount with the node filesystem wrapped in umaskFS.
+func mountRaw(dir string, root gofs.InodeEmbedder, opts *gofs.Options) (*fuse.Server, error) {
+	server, err := fuse.NewServer(umaskFS{gofs.NewNodeFS(root, opts)}, dir, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		return nil, err
+	}
+	return server, nil
+}
+
+// maxRequest is the largest read or write request to negotiate: 1 MiB, or
+// less where a reply (a request's data, its header and the page go-fuse
+// adds) would not fit the largest pipe splice may use; at exactly 1 MiB
+// every large read missed the splice path with a log line
+// ("trySplice: ... max pipe size"), with 1 MiB pipes the usual limit.
+func maxRequest() int {
+	const want = 1 << 20
+	page := os.Getpagesize()
+	limit := want
+	if data, err := os.ReadFile("/proc/sys/fs/pipe-max-size"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && n > 0 {
+			limit = n
+		}
+	}
+	// Whole pages, leaving one for go-fuse's extra page and one for the
+	// reply header.
+	n := (limit/page - 2) * page
+	if n > want {
+		n = want
+	}
+	if n < 128<<10 {
+		n = 128 << 10 // go-fuse's default, for a machine with tiny pipes
+	}
+	return n
 }
 
 // useWriteback decides on the kernel's writeback cache, which merges small

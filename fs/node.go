@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -397,15 +398,41 @@ func statFromUnix(u *unix.Stat_t) syscall.Stat_t {
 	}
 }
 
-// callerOwns chowns a new entry to the caller when the daemon runs as root,
-// so files created through a root mount belong to whoever created them.
-func (n *node) chownToCaller(ctx context.Context, dirfd int, name string) {
-	if unix.Geteuid() != 0 {
+// chownToCaller gives a new entry what creating it through the kernel
+// would: the caller as owner when the daemon runs as root (so files created
+// through a root mount belong to whoever created them), the group of a
+// set-group-ID parent (which the backing filesystem already gave it), and
+// the permission bits the kernel asked for (mode, with the caller's umask
+// applied), which the daemon's own umask and a chown by root (clearing
+// set-id bits) may have changed. mode 0 is for symlinks: no mode to fix.
+// Under a default ACL the backing filesystem's mode is the right one (the
+// ACL's mask in the group bits; a chmod would widen it).
+func (n *node) chownToCaller(ctx context.Context, dirfd int, name string, mode uint32) {
+	var parent syscall.Stat_t
+	sgid := syscall.Fstat(dirfd, &parent) == nil && parent.Mode&syscall.S_ISGID != 0
+	if caller, ok := fuse.FromContext(ctx); ok && unix.Geteuid() == 0 {
+		gid := int(caller.Gid)
+		if sgid {
+			gid = -1
+		}
+		unix.Fchownat(dirfd, name, int(caller.Uid), gid, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if mode == 0 {
 		return
 	}
-	caller, ok := fuse.FromContext(ctx)
-	if !ok {
-		return
+	want := mode & 07777
+	if mode&syscall.S_IFMT == syscall.S_IFDIR && sgid {
+		want |= syscall.S_ISGID
 	}
-	unix.Fchownat(dirfd, name, int(caller.Uid), int(caller.Gid), unix.AT_SYMLINK_NOFOLLOW)
+	var st syscall.Stat_t
+	if fstatat(dirfd, name, &st) == nil && st.Mode&07777 != want && !hasDefaultACL(dirfd) {
+		unix.Fchmodat(dirfd, name, want, unix.AT_SYMLINK_NOFOLLOW)
+	}
+}
+
+// hasDefaultACL reports whether a backing directory (an O_PATH fd) has a
+// default ACL, or whether that cannot be told.
+func hasDefaultACL(dirfd int) bool {
+	_, err := unix.Getxattr(fmt.Sprintf("/proc/self/fd/%d", dirfd), "system.posix_acl_default", nil)
+	return err != unix.ENODATA && err != unix.EOPNOTSUPP
 }

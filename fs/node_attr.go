@@ -160,7 +160,7 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 	var file *os.File
 	if h, ok := f.(fdHolder); ok {
 		file = h.backingFile()
-	} else if opened, errno := n.openBacking(unix.O_RDWR); errno == 0 {
+	} else if opened, errno := n.openBackingOwner(unix.O_RDWR); errno == 0 {
 		defer opened.Close()
 		file = opened
 	} else if file = n.dupOpenFile(); errno != syscall.ENOENT || file == nil {
@@ -185,11 +185,34 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 // links. O_NONBLOCK and a type check after the open make sure that a FIFO
 // or device swapped in after the lookup is never waited on or used.
 func (n *node) openBacking(flags int) (*os.File, syscall.Errno) {
+	return n.openBackingHow(flags, false)
+}
+
+// openBackingOwner is openBacking that, as a last resort, uses the owner's
+// right to change the mode (openAsOwner).
+//
+// A daemon that runs as the file's owner (a user's own mount) may lack the
+// access it needs where the caller has it: an encrypted file is read for
+// every write, a plaintext one opened read-write to be shared by
+// passthrough, and mode 0 files must still be served to root. The kernel
+// has already checked the caller (default_permissions), so the daemon then
+// grants itself owner read and write for the moment of the open and puts
+// the mode back, as gocryptfs does for write-only files. A chmod racing
+// with that moment may be undone; the mode never stays wider than before.
+// It is a last resort because it changes the file's ctime.
+func (n *node) openBackingOwner(flags int) (*os.File, syscall.Errno) {
+	return n.openBackingHow(flags, true)
+}
+
+func (n *node) openBackingHow(flags int, asOwner bool) (*os.File, syscall.Errno) {
 	fd, stored, errno := n.at()
 	if errno != 0 {
 		return nil, errno
 	}
 	bfd, err := unix.Openat(fd, stored, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err == unix.EACCES && asOwner {
+		bfd, err = openAsOwner(fd, stored, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK)
+	}
 	if err != nil {
 		return nil, gofs.ToErrno(err)
 	}
@@ -213,6 +236,33 @@ func (n *node) openBacking(flags int) (*os.File, syscall.Errno) {
 		}
 	}
 	return os.NewFile(uintptr(bfd), stored), 0
+}
+
+// openAsOwner opens a regular file the daemon owns with owner read and
+// write added to its mode for the moment of the open (see openBacking).
+func openAsOwner(dirfd int, name string, flags int) (int, error) {
+	var st syscall.Stat_t
+	if err := fstatat(dirfd, name, &st); err != nil {
+		return -1, err
+	}
+	if st.Uid != uint32(unix.Geteuid()) || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Mode&0o600 == 0o600 {
+		return -1, unix.EACCES
+	}
+	mode := st.Mode & 07777
+	if err := unix.Fchmodat(dirfd, name, mode|0o600, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return -1, unix.EACCES
+	}
+	fd, err := unix.Openat(dirfd, name, flags, 0)
+	if err == nil {
+		err = unix.Fchmod(fd, mode)
+	} else {
+		unix.Fchmodat(dirfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil && fd >= 0 {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, err
 }
 
 var _ = (gofs.NodeStatfser)((*node)(nil))

@@ -162,8 +162,9 @@ func (n *node) existing(name string) (enc bool, stored string, errno syscall.Err
 }
 
 // finishNew stats a new entry, gives it to the caller and returns its inode.
-func (n *node) finishNew(ctx context.Context, fd int, stored string, enc bool, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	n.chownToCaller(ctx, fd, stored)
+// mode is what the kernel asked for (0 for a symlink).
+func (n *node) finishNew(ctx context.Context, fd int, stored string, enc bool, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	n.chownToCaller(ctx, fd, stored, mode)
 	var st syscall.Stat_t
 	gen, err := statGen(fd, stored, &st)
 	if err != nil {
@@ -184,19 +185,26 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if errno != 0 {
 		return nil, errno
 	}
-	if err := unix.Mkdirat(fd, stored, mode); err != nil {
+	// The daemon writes the IV into the new directory: a daemon running
+	// as the user needs owner write and search there for that moment.
+	lent := uint32(0o300) &^ mode
+	if err := unix.Mkdirat(fd, stored, mode|lent); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
 	cfd, err := unix.Openat(fd, stored, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err == nil {
 		_, err = createDirIV(cfd)
+		var st syscall.Stat_t
+		if err == nil && lent != 0 && syscall.Fstat(cfd, &st) == nil {
+			err = unix.Fchmodat(fd, stored, st.Mode&07777&^lent, unix.AT_SYMLINK_NOFOLLOW)
+		}
 		unix.Close(cfd)
 	}
 	if err != nil {
 		unix.Unlinkat(fd, stored, unix.AT_REMOVEDIR)
 		return nil, gofs.ToErrno(err)
 	}
-	return n.finishNew(ctx, fd, stored, enc, out)
+	return n.finishNew(ctx, fd, stored, enc, mode|syscall.S_IFDIR, out)
 }
 
 var _ = (gofs.NodeRmdirer)((*node)(nil))
@@ -292,14 +300,12 @@ func (n *node) dropSidecar(fd int, stored string) {
 
 var _ = (gofs.NodeMknoder)((*node)(nil))
 
-// Mknod makes fifos and sockets. Device nodes are refused: they would be
-// real devices in the vault directory, which has no nodev protection.
+// Mknod makes fifos, sockets and device nodes, as regular vault entries
+// (encrypted names where the policy encrypts). The kernel lets only callers
+// with CAP_MKNOD ask for a device node, and the mount is nodev (go-fuse and
+// fusermount3 both mount so), so no device opens through the mount; in
+// the vault directory a device node is one like any other (threat model).
 func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	switch mode & syscall.S_IFMT {
-	case syscall.S_IFIFO, syscall.S_IFSOCK:
-	default:
-		return nil, syscall.EPERM
-	}
 	n.treeMu.RLock()
 	defer n.treeMu.RUnlock()
 	enc := n.encryptNew(name, false)
@@ -310,7 +316,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 	if err := unix.Mknodat(fd, stored, mode, int(rdev)); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	return n.finishNew(ctx, fd, stored, enc, out)
+	return n.finishNew(ctx, fd, stored, enc, mode, out)
 }
 
 var _ = (gofs.NodeSymlinker)((*node)(nil))
@@ -336,7 +342,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if err := unix.Symlinkat(storedTarget, fd, stored); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	return n.finishNew(ctx, fd, stored, enc, out)
+	return n.finishNew(ctx, fd, stored, enc, 0, out)
 }
 
 var _ = (gofs.NodeReadlinker)((*node)(nil))
@@ -420,4 +426,30 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 		return nil, gofs.ToErrno(err)
 	}
 	return n.newChild(ctx, t.isEnc(), &st, gen, out), 0
+}
+
+var _ = (gofs.NodeFsyncer)((*node)(nil))
+
+// Fsync serves fsync(2) on directories (FSYNCDIR, which go-fuse routes
+// here) by syncing the backing directory: programs that save a file by
+// temp file, rename and fsync of the directory rely on it. go-fuse asks
+// the node first for files too; they sync through their handle.
+func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
+	if fs, ok := f.(gofs.FileFsyncer); ok {
+		return fs.Fsync(ctx, flags)
+	}
+	if !n.IsDir() {
+		return syscall.EBADF
+	}
+	fd, errno := n.dirfd()
+	if errno != 0 {
+		return errno
+	}
+	// An O_PATH fd cannot be synced; open the directory itself.
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return gofs.ToErrno(err)
+	}
+	defer unix.Close(dfd)
+	return gofs.ToErrno(unix.Fsync(dfd))
 }

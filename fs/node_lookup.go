@@ -108,7 +108,15 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	entries := make([]fuse.DirEntry, 0, len(raw))
+	entries := make([]fuse.DirEntry, 0, len(raw)+2)
+	// "." and ".." as getdents shows them (go-fuse does not look them up).
+	dotdot := n.ino.Load()
+	if p, _, errno := n.parent(); errno == 0 {
+		dotdot = p.ino.Load()
+	}
+	entries = append(entries,
+		fuse.DirEntry{Name: ".", Ino: n.ino.Load(), Mode: syscall.S_IFDIR},
+		fuse.DirEntry{Name: "..", Ino: dotdot, Mode: syscall.S_IFDIR})
 	// A name can exist in both forms after an interrupted migrate; list it
 	// once, as Lookup will resolve it.
 	seen := make(map[string]bool, len(raw))

@@ -55,6 +55,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if (errno == syscall.EACCES || errno == syscall.EROFS || errno == syscall.EPERM) && fallback >= 0 {
 		f, errno = n.openBacking(fallback)
 	}
+	if errno == syscall.EACCES {
+		f, errno = n.openBackingOwner(want)
+	}
 	if errno != 0 {
 		return nil, 0, errno
 	}
@@ -130,7 +133,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, gofs.ToErrno(err)
 	}
 	f := os.NewFile(uintptr(bfd), stored)
-	n.chownToCaller(ctx, fd, stored)
+	n.chownToCaller(ctx, fd, stored, mode|syscall.S_IFREG)
 	var st syscall.Stat_t
 	gen, err := statGen(bfd, "", &st)
 	if err != nil {

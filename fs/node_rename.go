@@ -103,6 +103,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 			return gofs.ToErrno(err)
 		}
 	}
+	// RENAME_WHITEOUT leaves a 0/0 character device at the old name (the
+	// kernel allows it only to callers with CAP_MKNOD).
 	if enc && sst.Mode&syscall.S_IFMT == syscall.S_IFLNK && (n != np || name != newName) {
 		// An encrypted target is sealed to its place: re-seal it there.
 		ino, errno := n.moveSymlink(sfd, sstored, name, np, dfd, dstored, newName, uint(flags&unix.RENAME_NOREPLACE))
@@ -112,7 +114,12 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		if ch := n.childNode(name); ch != nil {
 			ch.ino.Store(ino)
 		}
-	} else if err := unix.Renameat2(sfd, sstored, dfd, dstored, uint(flags&unix.RENAME_NOREPLACE)); err != nil {
+		if flags&unix.RENAME_WHITEOUT != 0 {
+			if err := unix.Mknodat(sfd, sstored, syscall.S_IFCHR, 0); err != nil {
+				return gofs.ToErrno(err)
+			}
+		}
+	} else if err := unix.Renameat2(sfd, sstored, dfd, dstored, uint(flags&(unix.RENAME_NOREPLACE|unix.RENAME_WHITEOUT))); err != nil {
 		return gofs.ToErrno(err)
 	}
 	if other != "" {
