@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -83,13 +84,25 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 		return errno
 	}
 	if cur == wantEnc {
-		// Already converted; remove a twin left by an interrupted run.
+		// Already converted; remove a twin left by an interrupted run,
+		// but only one with the same content: a twin that differs was
+		// not made by migrate (it may have been planted) and may be the
+		// only copy of something.
 		var st syscall.Stat_t
 		if other, errno := p.storedName(name, !cur, false); errno == 0 && fstatat(pfd, other, &st) == nil && st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			same, errno := n.sameAsTwin(p, name, pfd, curStored, other)
+			if errno != 0 {
+				return errno
+			}
+			if !same {
+				n.v.logf("not removed: %q is stored in both forms with different content; move one aside in the vault by hand", "/"+n.relPath())
+				return syscall.EEXIST
+			}
 			unix.Unlinkat(pfd, other, 0)
 			p.dropSidecar(pfd, other)
 			syncDir(pfd)
 		}
+		n.v.stats.forgetTwin(n.relPath())
 		return 0
 	}
 	var st syscall.Stat_t
@@ -126,6 +139,92 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 	n.v.stats.forget(n.relPath())
 	n.v.logf("migrated %q to %s", "/"+n.relPath(), value)
 	return 0
+}
+
+// sameAsTwin reports whether the entry name of directory p, stored as
+// curStored in n's mode, holds what its twin other (the other mode) holds:
+// the same file type and plaintext content or symlink target.
+func (n *node) sameAsTwin(p *node, name string, pfd int, curStored, other string) (bool, syscall.Errno) {
+	var a, b syscall.Stat_t
+	if fstatat(pfd, curStored, &a) != nil || fstatat(pfd, other, &b) != nil {
+		return false, syscall.ENOENT
+	}
+	if a.Mode&syscall.S_IFMT != b.Mode&syscall.S_IFMT {
+		return false, 0
+	}
+	switch a.Mode & syscall.S_IFMT {
+	case syscall.S_IFREG:
+		x, errno := n.readPlain(pfd, curStored, n.isEnc())
+		if errno != 0 {
+			return false, errno
+		}
+		y, errno := n.readPlain(pfd, other, !n.isEnc())
+		if errno != 0 {
+			return false, 0 // an unreadable twin is no copy of this one
+		}
+		return bytes.Equal(x, y), 0
+	case syscall.S_IFLNK:
+		x, errno := n.readTarget(p, name, pfd, curStored, n.isEnc())
+		if errno != 0 {
+			return false, errno
+		}
+		y, errno := n.readTarget(p, name, pfd, other, !n.isEnc())
+		return errno == 0 && bytes.Equal(x, y), 0
+	}
+	return true, 0
+}
+
+// maxTwinCompare bounds the files sameAsTwin compares in memory; bigger
+// twins are left for the user to resolve.
+const maxTwinCompare = 256 << 20
+
+// readPlain reads the whole plaintext of the regular file stored in dirfd.
+func (n *node) readPlain(dirfd int, stored string, enc bool) ([]byte, syscall.Errno) {
+	fd, err := unix.Openat(dirfd, stored, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, gofs.ToErrno(err)
+	}
+	f := os.NewFile(uintptr(fd), stored)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() > maxTwinCompare {
+		return nil, syscall.EFBIG
+	}
+	size := st.Size()
+	if !enc {
+		buf := make([]byte, size)
+		if _, err := f.ReadAt(buf, 0); err != nil && err != io.EOF {
+			return nil, gofs.ToErrno(err)
+		}
+		return buf, 0
+	}
+	if size == 0 {
+		return []byte{}, 0
+	}
+	h, errno := n.readHeader(f, size)
+	if errno != 0 {
+		return nil, errno
+	}
+	plain, _ := crypt.PlainSize(size)
+	buf := make([]byte, plain)
+	if _, err := n.v.content.ReadAt(f, h, buf, 0, size); err != nil && err != io.EOF {
+		return nil, syscall.EIO
+	}
+	return buf, 0
+}
+
+// readTarget reads the target of the symlink name of directory p, stored
+// in dirfd, in either mode.
+func (n *node) readTarget(p *node, name string, dirfd int, stored string, enc bool) ([]byte, syscall.Errno) {
+	if enc {
+		return p.readSymlink(dirfd, stored, name)
+	}
+	buf := make([]byte, unix.PathMax)
+	sz, err := unix.Readlinkat(dirfd, stored, buf)
+	if err != nil {
+		return nil, gofs.ToErrno(err)
+	}
+	return buf[:sz], 0
 }
 
 // convertFile writes a copy of a file in the other mode and puts it in

@@ -122,7 +122,11 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	seen := make(map[string]bool, len(raw))
 	for _, e := range raw {
 		name, enc, ok := n.decodeEntry(fd, e.Name)
-		if !ok || seen[name] {
+		if !ok {
+			continue
+		}
+		if seen[name] {
+			n.v.stats.note(&n.v.stats.twins, n.childPath(name))
 			continue
 		}
 		seen[name] = true

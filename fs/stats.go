@@ -24,6 +24,7 @@ type stats struct {
 	mu       sync.Mutex
 	drift    map[string]struct{} // encrypted entries at paths the policy makes plaintext
 	injected map[string]struct{} // plaintext entries at paths the policy encrypts
+	twins    map[string]struct{} // entries stored in both forms
 }
 
 // maxListed bounds the paths kept for status, so a huge tree cannot grow the
@@ -44,6 +45,13 @@ func (s *stats) note(set *map[string]struct{}, path string) bool {
 		(*set)[path] = struct{}{}
 	}
 	return true
+}
+
+// forgetTwin drops path from the twins once one form is gone.
+func (s *stats) forgetTwin(path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.twins, path)
 }
 
 func (s *stats) forget(path string) {
@@ -82,6 +90,10 @@ type Status struct {
 	Drift []string `json:"drift"`
 	// Injected lists plaintext entries seen at paths the policy encrypts.
 	Injected []string `json:"injected"`
+	// Twins lists entries found stored in both forms, as an interrupted
+	// migrate leaves them; migrate removes the form the policy does not
+	// give when both hold the same content.
+	Twins []string `json:"twins"`
 }
 
 func (v *vault) status() Status {
@@ -110,6 +122,7 @@ func (v *vault) status() Status {
 	s.mu.Lock()
 	st.Drift = sortedKeys(s.drift)
 	st.Injected = sortedKeys(s.injected)
+	st.Twins = sortedKeys(s.twins)
 	s.mu.Unlock()
 	return st
 }
