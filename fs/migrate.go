@@ -68,10 +68,11 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
-	pfd, errno := p.dirfd()
+	pfd, pfdRelease, errno := p.dirfd()
 	if errno != 0 {
 		return errno
 	}
+	defer pfdRelease()
 	p.treeMu.RLock()
 	defer p.treeMu.RUnlock()
 	cur := n.isEnc()

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"container/list"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -37,11 +38,13 @@ type node struct {
 	// encrypts: quarantined (see admit).
 	injected atomic.Bool
 
-	// Directories: an O_PATH fd of the backing directory, opened on first
-	// use and closed when the kernel forgets the node; and the directory IV.
-	dirMu sync.Mutex
-	fd    int // -1 when not open
-	ivMu  sync.Mutex
+	// Directories: an O_PATH fd of the backing directory while it is in
+	// the vault's bounded set (dirfds.go; guarded by v.dirs.mu), and the
+	// directory IV.
+	fd     int           // -1 when not open
+	fdRefs int           // requests using fd; it is closed only at 0
+	fdElem *list.Element // in v.dirs.lru while fd >= 0
+	ivMu   sync.Mutex
 	iv    *[16]byte
 	// treeMu is held shared while entries are created in the directory and
 	// exclusively while it is removed, so no entry is ever encrypted under a
@@ -131,14 +134,7 @@ func (n *node) refuseQuarantined(what string) syscall.Errno {
 var _ = (gofs.NodeOnForgetter)((*node)(nil))
 
 // OnForget closes the directory fd; the kernel holds no reference any more.
-func (n *node) OnForget() {
-	n.dirMu.Lock()
-	defer n.dirMu.Unlock()
-	if n.fd >= 0 && n.fd != n.v.rootFd {
-		unix.Close(n.fd)
-	}
-	n.fd = -1
-}
+func (n *node) OnForget() { n.forgetFd() }
 
 // parent returns the node's parent directory and its plaintext name there.
 func (n *node) parent() (*node, string, syscall.Errno) {
@@ -149,54 +145,24 @@ func (n *node) parent() (*node, string, syscall.Errno) {
 	return p.Operations().(*node), name, 0
 }
 
-// dirfd returns the O_PATH fd of this directory's backing directory. The fd
-// stays owned by the node.
-func (n *node) dirfd() (int, syscall.Errno) {
-	if n.IsRoot() {
-		return n.v.rootFd, 0
-	}
-	n.dirMu.Lock()
-	defer n.dirMu.Unlock()
-	if n.fd >= 0 {
-		return n.fd, 0
-	}
-	p, name, errno := n.parent()
-	if errno != 0 {
-		return -1, errno
-	}
-	pfd, errno := p.dirfd()
-	if errno != 0 {
-		return -1, errno
-	}
-	stored, errno := p.storedName(name, n.isEnc(), false)
-	if errno != 0 {
-		return -1, errno
-	}
-	fd, err := unix.Openat(pfd, stored, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, gofs.ToErrno(err)
-	}
-	n.fd = fd
-	return fd, 0
-}
-
 // at returns where the node's backing entry is, for *at syscalls: a
 // directory fd and a name in it, or, for the root, the root fd and "" to be
-// used with AT_EMPTY_PATH.
-func (n *node) at() (dirfd int, name string, errno syscall.Errno) {
+// used with AT_EMPTY_PATH; and the release of that fd (see dirfd), which
+// the caller must call, also on error.
+func (n *node) at() (dirfd int, name string, release func(), errno syscall.Errno) {
 	if n.IsRoot() {
-		return n.v.rootFd, "", 0
+		return n.v.rootFd, "", func() {}, 0
 	}
 	p, plain, errno := n.parent()
 	if errno != 0 {
-		return -1, "", errno
+		return -1, "", func() {}, errno
 	}
-	fd, errno := p.dirfd()
+	fd, release, errno := p.dirfd()
 	if errno != 0 {
-		return -1, "", errno
+		return -1, "", func() {}, errno
 	}
 	stored, errno := p.storedName(plain, n.isEnc(), false)
-	return fd, stored, errno
+	return fd, stored, release, errno
 }
 
 // atFlags returns AT_EMPTY_PATH for the root's "" name, else nofollow.
@@ -263,10 +229,11 @@ func (n *node) dirIV(create bool) (*[16]byte, syscall.Errno) {
 	if n.iv != nil {
 		return n.iv, 0
 	}
-	fd, errno := n.dirfd()
+	fd, fdRelease, errno := n.dirfd()
 	if errno != 0 {
 		return nil, errno
 	}
+	defer fdRelease()
 	iv, err := readDirIV(fd)
 	if errors.Is(err, syscall.ENOENT) {
 		// Only a plaintext directory that never held an encrypted entry

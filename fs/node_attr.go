@@ -134,7 +134,8 @@ func (n *node) attrTarget(f gofs.FileHandle, check bool) (dirfd int, name string
 	if h, ok := f.(fdHolder); ok {
 		return unix.AT_FDCWD, fdPath(h.backingFile()), 0, done, 0
 	}
-	dirfd, name, errno = n.at()
+	dirfd, name, release, errno := n.at()
+	done = release
 	if errno == 0 && name != "" && check {
 		// The name may have gone in the vault before go-fuse's tree knows.
 		var st syscall.Stat_t
@@ -144,8 +145,13 @@ func (n *node) attrTarget(f gofs.FileHandle, check bool) (dirfd int, name string
 	}
 	if errno == syscall.ENOENT {
 		if of := n.dupOpenFile(); of != nil {
+			release()
 			return unix.AT_FDCWD, fdPath(of), 0, func() { of.Close() }, 0
 		}
+	}
+	if errno != 0 {
+		release()
+		done = func() {}
 	}
 	return dirfd, name, atFlags(name), done, errno
 }
@@ -205,7 +211,8 @@ func (n *node) openBackingOwner(flags int) (*os.File, syscall.Errno) {
 }
 
 func (n *node) openBackingHow(flags int, asOwner bool) (*os.File, syscall.Errno) {
-	fd, stored, errno := n.at()
+	fd, stored, release, errno := n.at()
+	defer release()
 	if errno != 0 {
 		return nil, errno
 	}

@@ -104,38 +104,48 @@ func (n *node) encryptNew(name string, isDir bool) bool {
 
 // prepareNew readies the creation of name in mode enc: it checks that no
 // entry of the other mode already has this name, makes the directory IV and
-// the long-name sidecar when needed, and returns where to create it.
+// the long-name sidecar when needed, and returns where to create it, with
+// the release of that directory fd (see dirfd), which the caller must call.
 // The caller holds n.treeMu shared.
-func (n *node) prepareNew(name string, enc bool) (int, string, syscall.Errno) {
+func (n *node) prepareNew(name string, enc bool) (int, string, func(), syscall.Errno) {
 	if n.v.opts.ReadOnly {
-		return -1, "", syscall.EROFS
+		return -1, "", nil, syscall.EROFS
 	}
-	fd, errno := n.dirfd()
+	fd, release, errno := n.dirfd()
 	if errno != 0 {
-		return -1, "", errno
+		return -1, "", nil, errno
 	}
+	stored, errno := n.prepareNewIn(fd, name, enc)
+	if errno != 0 {
+		release()
+		return -1, "", nil, errno
+	}
+	return fd, stored, release, 0
+}
+
+func (n *node) prepareNewIn(fd int, name string, enc bool) (string, syscall.Errno) {
 	if other, errno := n.storedName(name, !enc, false); errno == 0 {
 		var st syscall.Stat_t
 		if fstatat(fd, other, &st) == nil {
-			return -1, "", syscall.EEXIST
+			return "", syscall.EEXIST
 		}
 	} else if errno != syscall.ENOENT && errno != syscall.EINVAL {
-		return -1, "", errno
+		return "", errno
 	}
 	stored, sidecar, errno := n.storedNameSidecar(name, enc, true)
 	if errno == syscall.EINVAL {
 		n.v.logf("refused: name %q in %q starts with the reserved prefix %q", name, "/"+n.relPath(), crypt.ReservedPrefix)
 	}
 	if errno != 0 {
-		return -1, "", errno
+		return "", errno
 	}
 	if sidecar != nil {
 		// The sidecar is deterministic, so replacing one is harmless.
 		if err := writeSmallFile(fd, crypt.SidecarName(stored), sidecar, false); err != nil {
-			return -1, "", gofs.ToErrno(err)
+			return "", gofs.ToErrno(err)
 		}
 	}
-	return fd, stored, 0
+	return stored, 0
 }
 
 // existing returns the mode and vault name of the entry name in n.
@@ -144,10 +154,11 @@ func (n *node) existing(name string) (enc bool, stored string, errno syscall.Err
 		stored, errno := n.storedName(name, ch.isEnc(), false)
 		return ch.isEnc(), stored, errno
 	}
-	fd, errno := n.dirfd()
+	fd, fdRelease, errno := n.dirfd()
 	if errno != 0 {
 		return false, "", errno
 	}
+	defer fdRelease()
 	for _, enc := range []bool{true, false} {
 		stored, errno := n.storedName(name, enc, false)
 		if errno != 0 {
@@ -181,10 +192,11 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	n.treeMu.RLock()
 	defer n.treeMu.RUnlock()
 	enc := n.encryptNew(name, true)
-	fd, stored, errno := n.prepareNew(name, enc)
+	fd, stored, release, errno := n.prepareNew(name, enc)
 	if errno != 0 {
 		return nil, errno
 	}
+	defer release()
 	// The daemon writes the IV into the new directory: a daemon running
 	// as the user needs owner write and search there for that moment.
 	lent := uint32(0o300) &^ mode
@@ -218,10 +230,11 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
-	fd, errno := n.dirfd()
+	fd, fdRelease, errno := n.dirfd()
 	if errno != 0 {
 		return errno
 	}
+	defer fdRelease()
 	if ch := n.childNode(name); ch != nil {
 		// Keep creators inside out while its IV is removed.
 		ch.treeMu.Lock()
@@ -274,10 +287,11 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
-	fd, errno := n.dirfd()
+	fd, fdRelease, errno := n.dirfd()
 	if errno != 0 {
 		return errno
 	}
+	defer fdRelease()
 	if err := unix.Unlinkat(fd, stored, 0); err != nil {
 		return gofs.ToErrno(err)
 	}
@@ -309,10 +323,11 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 	n.treeMu.RLock()
 	defer n.treeMu.RUnlock()
 	enc := n.encryptNew(name, false)
-	fd, stored, errno := n.prepareNew(name, enc)
+	fd, stored, release, errno := n.prepareNew(name, enc)
 	if errno != 0 {
 		return nil, errno
 	}
+	defer release()
 	if err := unix.Mknodat(fd, stored, mode, int(rdev)); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
@@ -335,10 +350,11 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 			return nil, syscall.ENAMETOOLONG
 		}
 	}
-	fd, stored, errno := n.prepareNew(name, enc)
+	fd, stored, release, errno := n.prepareNew(name, enc)
 	if errno != 0 {
 		return nil, errno
 	}
+	defer release()
 	if err := unix.Symlinkat(storedTarget, fd, stored); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
@@ -348,7 +364,8 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 var _ = (gofs.NodeReadlinker)((*node)(nil))
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	fd, stored, errno := n.at()
+	fd, stored, release, errno := n.at()
+	defer release()
 	if errno != 0 {
 		return nil, errno
 	}
@@ -387,14 +404,16 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	}
 	n.treeMu.RLock()
 	defer n.treeMu.RUnlock()
-	sfd, sstored, errno := t.at()
+	sfd, sstored, srelease, errno := t.at()
+	defer srelease()
 	if errno != 0 {
 		return nil, errno
 	}
-	fd, stored, errno := n.prepareNew(name, t.isEnc())
+	fd, stored, release, errno := n.prepareNew(name, t.isEnc())
 	if errno != 0 {
 		return nil, errno
 	}
+	defer release()
 	if t.isEnc() && t.StableAttr().Mode == syscall.S_IFLNK {
 		// An encrypted target is sealed to one place, so a second name
 		// gets a link of its own with the same target (symlinks cannot
@@ -441,10 +460,11 @@ func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) sysca
 	if !n.IsDir() {
 		return syscall.EBADF
 	}
-	fd, errno := n.dirfd()
+	fd, fdRelease, errno := n.dirfd()
 	if errno != 0 {
 		return errno
 	}
+	defer fdRelease()
 	// An O_PATH fd cannot be synced; open the directory itself.
 	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

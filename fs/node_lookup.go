@@ -26,10 +26,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	if strings.HasPrefix(name, crypt.ReservedPrefix) {
 		return nil, syscall.ENOENT
 	}
-	fd, errno := n.dirfd()
+	fd, fdRelease, errno := n.dirfd()
 	if errno != 0 {
 		return nil, errno
 	}
+	defer fdRelease()
 	path := n.childPath(name)
 	plainFirst := n.v.policy().Decide(path, false).Plaintext
 	order := []bool{true, false} // enc?
@@ -95,10 +96,11 @@ var _ = (gofs.NodeReaddirer)((*node)(nil))
 // skipped; names that fail to decrypt are skipped with a log line.
 func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	n.v.touch()
-	fd, errno := n.dirfd()
+	fd, fdRelease, errno := n.dirfd()
 	if errno != 0 {
 		return nil, errno
 	}
+	defer fdRelease()
 	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, gofs.ToErrno(err)

@@ -123,10 +123,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	n.treeMu.RLock()
 	defer n.treeMu.RUnlock()
 	enc := n.encryptNew(name, false)
-	fd, stored, errno := n.prepareNew(name, enc)
+	fd, stored, release, errno := n.prepareNew(name, enc)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
+	defer release()
 	oflags := unix.O_CREAT | unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC | int(flags&syscall.O_EXCL)
 	bfd, err := unix.Openat(fd, stored, oflags, mode)
 	if err != nil {

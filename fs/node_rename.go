@@ -33,14 +33,16 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if errno != 0 {
 		return errno
 	}
-	sfd, errno := n.dirfd()
+	sfd, sfdRelease, errno := n.dirfd()
 	if errno != 0 {
 		return errno
 	}
-	dfd, errno := np.dirfd()
+	defer sfdRelease()
+	dfd, dfdRelease, errno := np.dirfd()
 	if errno != 0 {
 		return errno
 	}
+	defer dfdRelease()
 	var sst syscall.Stat_t
 	if err := fstatat(sfd, sstored, &sst); err != nil {
 		return gofs.ToErrno(err)

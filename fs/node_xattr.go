@@ -38,7 +38,8 @@ type xattrTarget struct {
 // withXattr runs op on the entry, and once more through an open handle if
 // it has no name any more (unlinked or renamed over while open).
 func (n *node) withXattr(op func(t xattrTarget) error) syscall.Errno {
-	fd, stored, errno := n.at()
+	fd, stored, release, errno := n.at()
+	defer release()
 	var err error
 	switch {
 	case errno == syscall.ENOENT:

@@ -73,6 +73,10 @@ type Status struct {
 	// WritebackCache says whether the kernel merges writes in its page
 	// cache (on where passthrough is not used; see useWriteback).
 	WritebackCache bool `json:"writeback_cache"`
+	// DirFds is how many backing directories the daemon holds open, of at
+	// most MaxDirFds.
+	DirFds    int `json:"directory_fds"`
+	MaxDirFds int `json:"max_directory_fds"`
 
 	PlainOpensPassthrough int64 `json:"plaintext_opens_passthrough"`
 	PlainOpensDaemon      int64 `json:"plaintext_opens_daemon"`
@@ -106,6 +110,8 @@ func (v *vault) status() Status {
 		PassthroughActive: v.ptActive,
 		PassthroughReason: v.ptReason,
 		WritebackCache:    v.writeback,
+		DirFds:            v.dirs.open(),
+		MaxDirFds:         v.dirs.max,
 	}
 	v.ptMu.Unlock()
 	st.PlainOpensPassthrough = s.plainOpensPassthrough.Load()

@@ -50,6 +50,9 @@ type Options struct {
 	// new encrypted files, symlink targets and xattr values are written in
 	// it. Zero means crypt.FormatVersion. Both formats are always read.
 	FormatVersion uint16
+	// MaxDirFds bounds the directory fds the daemon keeps open (dirfds.go);
+	// zero means a quarter of the fd limit, at most 4096.
+	MaxDirFds int
 	// NoWriteback turns off the kernel's writeback cache, which is on
 	// wherever passthrough would not be used anyway (see useWriteback).
 	NoWriteback bool
@@ -61,7 +64,8 @@ type vault struct {
 	content *crypt.Content
 	names   *crypt.Names
 	log     *log.Logger
-	rootFd  int // O_PATH fd of the vault root; owned here
+	rootFd  int    // O_PATH fd of the vault root; owned here
+	dirs    dirFds // the bounded set of open directory fds
 	stats   stats
 
 	// passthrough is true once the mount has verified that the kernel
@@ -111,6 +115,10 @@ func newVault(o Options) (*vault, error) {
 		ptReason: "not probed yet",
 	}
 	v.pol.Store(o.Policy)
+	v.dirs.max = o.MaxDirFds
+	if v.dirs.max <= 0 {
+		v.dirs.max = dirFdBudget()
+	}
 	return v, nil
 }
 
@@ -124,6 +132,7 @@ func (v *vault) policy() *config.Policy { return v.pol.Load() }
 func (v *vault) touch() { v.lastActive.Store(time.Now().Unix()) }
 
 func (v *vault) close() {
+	v.dirs.shrink(0)
 	if v.rootFd >= 0 {
 		unix.Close(v.rootFd)
 		v.rootFd = -1
