@@ -45,7 +45,7 @@ type node struct {
 	fdRefs int           // requests using fd; it is closed only at 0
 	fdElem *list.Element // in v.dirs.lru while fd >= 0
 	ivMu   sync.Mutex
-	iv    *[16]byte
+	iv     *[16]byte
 	// treeMu is held shared while entries are created in the directory and
 	// exclusively while it is removed, so no entry is ever encrypted under a
 	// directory IV that is being deleted.
