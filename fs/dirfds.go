@@ -5,7 +5,6 @@ import (
 	"sync"
 	"syscall"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 )
 
@@ -77,13 +76,13 @@ func (n *node) dirfd() (int, func(), syscall.Errno) {
 		fd, err = open()
 	}
 	if err != nil {
-		return -1, nil, gofs.ToErrno(err)
+		return -1, nil, toErrno(err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || (n.ino.Load() != 0 && st.Ino != n.ino.Load()) {
 		unix.Close(fd)
 		if err != nil {
-			return -1, nil, gofs.ToErrno(err)
+			return -1, nil, toErrno(err)
 		}
 		n.v.logf("directory %q was replaced in the vault behind the mount: looked up again", "/"+n.relPath())
 		return -1, nil, syscall.ENOENT

@@ -35,7 +35,7 @@ func (h *encFile) backingFile() *os.File { return h.f }
 func (h *encFile) size() (int64, syscall.Errno) {
 	st, err := h.f.Stat()
 	if err != nil {
-		return 0, gofs.ToErrno(err)
+		return 0, toErrno(err)
 	}
 	return st.Size(), 0
 }
@@ -45,7 +45,7 @@ func (h *encFile) size() (int64, syscall.Errno) {
 func (n *node) loadHeader(f *os.File) syscall.Errno {
 	st, err := f.Stat()
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	h, errno := n.readHeader(f, st.Size())
 	n.hdr = h
@@ -70,7 +70,7 @@ func (n *node) readHeader(f *os.File, size int64) (*crypt.Header, syscall.Errno)
 			n.authFailed(f, errors.New("file shorter than its header"))
 			return nil, syscall.EIO
 		}
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	h, err := crypt.ParseHeader(buf)
 	if err != nil {
@@ -109,11 +109,7 @@ func (h *encFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRe
 	}
 	cnt, err := n.v.content.ReadAt(h.f, hdr, dest, off, size)
 	if err != nil && err != io.EOF {
-		if errors.Is(err, crypt.ErrAuth) || errors.Is(err, crypt.ErrSize) {
-			n.authFailed(h.f, err)
-			return nil, syscall.EIO
-		}
-		return nil, gofs.ToErrno(err)
+		return nil, n.contentErrno(h.f, err)
 	}
 	n.v.stats.encBytes.Add(int64(cnt))
 	return fuse.ReadResultData(dest[:cnt]), 0
@@ -148,7 +144,7 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 			return 0, syscall.EIO
 		}
 		h.restoreTail(oldSize, tail)
-		return 0, gofs.ToErrno(err)
+		return 0, toErrno(err)
 	}
 	n.v.stats.encBytes.Add(int64(len(data)))
 	n.afterWrite(ctx, h.f)
@@ -169,7 +165,7 @@ func (n *node) freshHeader(f *os.File, cipherSize int64) syscall.Errno {
 	}
 	hdr, err := crypt.NewHeader(n.v.format())
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	if old != nil && old.Version != crypt.FormatV1 {
 		if errno := n.resealXattrs(f, &old.ID, &hdr.ID); errno != 0 {
@@ -249,7 +245,7 @@ func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 	defer n.contentMu.Unlock()
 	st, err := f.Stat()
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	cs := st.Size()
 	if size == 0 {
@@ -263,14 +259,14 @@ func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 		}
 		err := f.Truncate(keep)
 		n.cached = stateOf(f)
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	if cs <= crypt.HeaderSize {
 		if errno := n.freshHeader(f, cs); errno != 0 {
 			return errno
 		}
 		if _, err := f.WriteAt(n.hdr.Marshal(), 0); err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 		cs = crypt.HeaderSize
 	} else if n.hdr == nil {
@@ -279,11 +275,7 @@ func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 		}
 	}
 	if _, err := n.v.content.Truncate(f, n.hdr, size, cs); err != nil {
-		if errors.Is(err, crypt.ErrAuth) || errors.Is(err, crypt.ErrSize) {
-			n.authFailed(f, err)
-			return syscall.EIO
-		}
-		return gofs.ToErrno(err)
+		return n.contentErrno(f, err)
 	}
 	n.cached = stateOf(f)
 	return 0
@@ -316,7 +308,7 @@ func (h *encFile) Allocate(ctx context.Context, off, size uint64, mode uint32) s
 	if last <= first {
 		return 0
 	}
-	return gofs.ToErrno(unix.Fallocate(int(h.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, first, last-first))
+	return toErrno(unix.Fallocate(int(h.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, first, last-first))
 }
 
 func (h *encFile) plainSize() (int64, syscall.Errno) {
@@ -335,7 +327,7 @@ func (h *encFile) plainSize() (int64, syscall.Errno) {
 var _ = (gofs.FileFsyncer)((*encFile)(nil))
 
 func (h *encFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return gofs.ToErrno(h.f.Sync())
+	return toErrno(h.f.Sync())
 }
 
 var _ = (gofs.FileFlusher)((*encFile)(nil))
@@ -346,7 +338,7 @@ var _ = (gofs.FileReleaser)((*encFile)(nil))
 
 func (h *encFile) Release(ctx context.Context) syscall.Errno {
 	h.n.trackClose(h.f)
-	return gofs.ToErrno(h.f.Close())
+	return toErrno(h.f.Close())
 }
 
 var _ = (gofs.FileGetlker)((*encFile)(nil))

@@ -3,7 +3,6 @@ package fs
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +11,6 @@ import (
 
 	"cryptpt/crypt"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
@@ -108,11 +106,11 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 	}
 	var st syscall.Stat_t
 	if err := fstatat(pfd, curStored, &st); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	if sidecar != nil {
 		if err := writeSmallFile(pfd, crypt.SidecarName(newStored), sidecar, false); err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 	}
 	switch st.Mode & syscall.S_IFMT {
@@ -122,7 +120,7 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 		errno = n.convertSymlink(p, name, pfd, curStored, newStored, wantEnc)
 	default:
 		// Directories, fifos, sockets: nothing but the name to convert.
-		errno = gofs.ToErrno(unix.Renameat2(pfd, curStored, pfd, newStored, unix.RENAME_NOREPLACE))
+		errno = toErrno(unix.Renameat2(pfd, curStored, pfd, newStored, unix.RENAME_NOREPLACE))
 	}
 	if errno != 0 {
 		return errno
@@ -183,7 +181,7 @@ const maxTwinCompare = 256 << 20
 func (n *node) readPlain(dirfd int, stored string, enc bool) ([]byte, syscall.Errno) {
 	fd, err := unix.Openat(dirfd, stored, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	f := os.NewFile(uintptr(fd), stored)
 	defer f.Close()
@@ -195,7 +193,7 @@ func (n *node) readPlain(dirfd int, stored string, enc bool) ([]byte, syscall.Er
 	if !enc {
 		buf := make([]byte, size)
 		if _, err := f.ReadAt(buf, 0); err != nil && err != io.EOF {
-			return nil, gofs.ToErrno(err)
+			return nil, toErrno(err)
 		}
 		return buf, 0
 	}
@@ -223,7 +221,7 @@ func (n *node) readTarget(p *node, name string, dirfd int, stored string, enc bo
 	buf := make([]byte, unix.PathMax)
 	sz, err := unix.Readlinkat(dirfd, stored, buf)
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	return buf[:sz], 0
 }
@@ -241,17 +239,17 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 	defer n.contentMu.Unlock()
 	sfd, err := unix.Openat(pfd, curStored, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	src := os.NewFile(uintptr(sfd), curStored)
 	defer src.Close()
 	tmp, err := crypt.TempName()
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	dfd, err := unix.Openat(pfd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	dst := os.NewFile(uintptr(dfd), tmp)
 	ok := false
@@ -273,15 +271,15 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 	}
 	// After chown, which clears set-id bits.
 	if err := unix.Fchmod(dfd, st.Mode&07777); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	times := []unix.Timespec{unix.Timespec(st.Atim), unix.Timespec(st.Mtim)}
 	unix.UtimesNanoAt(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", dfd), times, 0)
 	if err := dst.Sync(); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	if err := unix.Renameat2(pfd, tmp, pfd, newStored, unix.RENAME_NOREPLACE); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	ok = true
 	var nst syscall.Stat_t
@@ -290,7 +288,7 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 	}
 	syncDir(pfd)
 	if err := unix.Unlinkat(pfd, curStored, 0); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	n.hdr = nil
 	return 0
@@ -313,7 +311,7 @@ func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool) (*cry
 			_, err = dst.WriteAt(h.Marshal(), 0)
 		}
 		if err != nil {
-			return nil, gofs.ToErrno(err)
+			return nil, toErrno(err)
 		}
 		writeHdr = h
 	}
@@ -340,7 +338,7 @@ func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHd
 	if wantEnc && plainSize > 0 {
 		h, err := crypt.NewHeader(n.v.format())
 		if err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 		*writeHdr = h
 	}
@@ -354,11 +352,7 @@ func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHd
 			cnt, err = n.v.content.ReadAt(src, readHdr, buf, off, srcSize)
 		}
 		if err != nil && err != io.EOF {
-			if errors.Is(err, crypt.ErrAuth) || errors.Is(err, crypt.ErrSize) {
-				n.authFailed(src, err)
-				return syscall.EIO
-			}
-			return gofs.ToErrno(err)
+			return n.contentErrno(src, err)
 		}
 		if cnt == 0 {
 			break
@@ -369,7 +363,7 @@ func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHd
 			_, err = dst.WriteAt(buf[:cnt], off)
 		}
 		if err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 		off += int64(cnt)
 	}
@@ -385,12 +379,12 @@ func (n *node) copyXattrs(src, dst *os.File, hdr *crypt.Header) syscall.Errno {
 		if err == unix.ENOTSUP {
 			return 0
 		}
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	for _, attr := range names {
 		val, err := fgetxattrAll(int(src.Fd()), attr)
 		if err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 		if strings.HasPrefix(attr, "user.") {
 			if hdr == nil {
@@ -403,7 +397,7 @@ func (n *node) copyXattrs(src, dst *os.File, hdr *crypt.Header) syscall.Errno {
 			}
 		}
 		if err := unix.Fsetxattr(int(dst.Fd()), attr, val, 0); err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 	}
 	return 0
@@ -424,7 +418,7 @@ func (n *node) convertSymlink(p *node, name string, pfd int, curStored, newStore
 		buf := make([]byte, unix.PathMax)
 		sz, err := unix.Readlinkat(pfd, curStored, buf)
 		if err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 		target = buf[:sz]
 	}
@@ -437,10 +431,10 @@ func (n *node) convertSymlink(p *node, name string, pfd int, curStored, newStore
 	}
 	tmp, err := crypt.TempName()
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	if err := unix.Symlinkat(stored, pfd, tmp); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	var nst syscall.Stat_t
 	if fstatat(pfd, tmp, &nst) == nil {
@@ -448,9 +442,9 @@ func (n *node) convertSymlink(p *node, name string, pfd int, curStored, newStore
 	}
 	if err := unix.Renameat2(pfd, tmp, pfd, newStored, unix.RENAME_NOREPLACE); err != nil {
 		unix.Unlinkat(pfd, tmp, 0)
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
-	return gofs.ToErrno(unix.Unlinkat(pfd, curStored, 0))
+	return toErrno(unix.Unlinkat(pfd, curStored, 0))
 }
 
 // syncDir makes renames and unlinks in a directory durable.

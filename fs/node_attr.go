@@ -39,7 +39,7 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 		}
 	}
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	n.fillAttr(&st, &out.Attr)
 	return 0
@@ -75,7 +75,7 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	defer done()
 	if mode, ok := in.GetMode(); ok {
 		if err := unix.Fchmodat(fd, stored, mode&07777, flags); err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 	}
 	uid, uok := in.GetUID()
@@ -89,7 +89,7 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 			g = int(gid)
 		}
 		if err := unix.Fchownat(fd, stored, u, g, flags); err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 	}
 	if size, ok := in.GetSize(); ok {
@@ -111,7 +111,7 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 			ts[1] = unix.NsecToTimespec(mtime.UnixNano())
 		}
 		if err := unix.UtimesNanoAt(fd, stored, ts, flags); err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 	}
 	return n.Getattr(ctx, f, out)
@@ -182,7 +182,7 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 		defer n.contentMu.Unlock()
 		err := file.Truncate(size)
 		n.cached = stateOf(file)
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	return n.truncateEnc(file, size)
 }
@@ -221,13 +221,13 @@ func (n *node) openBackingHow(flags int, asOwner bool) (*os.File, syscall.Errno)
 		bfd, err = openAsOwner(fd, stored, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK)
 	}
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(bfd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(bfd)
 		if err != nil {
-			return nil, gofs.ToErrno(err)
+			return nil, toErrno(err)
 		}
 		n.v.logf("refused: vault entry %q of %q is no longer a regular file (mode %o)", stored, "/"+n.relPath(), st.Mode)
 		return nil, syscall.EIO
@@ -239,7 +239,7 @@ func (n *node) openBackingHow(flags int, asOwner bool) (*os.File, syscall.Errno)
 		}
 		if err != nil {
 			unix.Close(bfd)
-			return nil, gofs.ToErrno(err)
+			return nil, toErrno(err)
 		}
 	}
 	return os.NewFile(uintptr(bfd), stored), 0
@@ -277,7 +277,7 @@ var _ = (gofs.NodeStatfser)((*node)(nil))
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	var st syscall.Statfs_t
 	if err := syscall.Fstatfs(n.v.rootFd, &st); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	out.FromStatfsT(&st)
 	// Encrypted names are longer than their plaintext; this is what is safe.

@@ -50,7 +50,7 @@ func (n *node) readSymlink(fd int, stored, name string) ([]byte, syscall.Errno) 
 	buf := make([]byte, unix.PathMax)
 	sz, err := unix.Readlinkat(fd, stored, buf)
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	target, err := n.openSymlink(name, buf[:sz])
 	if err != nil {
@@ -77,19 +77,19 @@ func (n *node) moveSymlink(sfd int, sstored, name string, np *node, dfd int, dst
 	}
 	tmp, err := crypt.TempName()
 	if err != nil {
-		return 0, gofs.ToErrno(err)
+		return 0, toErrno(err)
 	}
 	if err := unix.Symlinkat(sealed, dfd, tmp); err != nil {
-		return 0, gofs.ToErrno(err)
+		return 0, toErrno(err)
 	}
 	var st syscall.Stat_t
 	if err := fstatat(dfd, tmp, &st); err != nil {
 		unix.Unlinkat(dfd, tmp, 0)
-		return 0, gofs.ToErrno(err)
+		return 0, toErrno(err)
 	}
 	if err := unix.Renameat2(dfd, tmp, dfd, dstored, flags); err != nil {
 		unix.Unlinkat(dfd, tmp, 0)
-		return 0, gofs.ToErrno(err)
+		return 0, toErrno(err)
 	}
 	if sfd != dfd || sstored != dstored {
 		unix.Unlinkat(sfd, sstored, 0)
@@ -142,7 +142,7 @@ func (n *node) prepareNewIn(fd int, name string, enc bool) (string, syscall.Errn
 	if sidecar != nil {
 		// The sidecar is deterministic, so replacing one is harmless.
 		if err := writeSmallFile(fd, crypt.SidecarName(stored), sidecar, false); err != nil {
-			return "", gofs.ToErrno(err)
+			return "", toErrno(err)
 		}
 	}
 	return stored, 0
@@ -179,7 +179,7 @@ func (n *node) finishNew(ctx context.Context, fd int, stored string, enc bool, m
 	var st syscall.Stat_t
 	gen, err := statGen(fd, stored, &st)
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	return n.newChild(ctx, enc, &st, gen, out), 0
 }
@@ -201,7 +201,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	// as the user needs owner write and search there for that moment.
 	lent := uint32(0o300) &^ mode
 	if err := unix.Mkdirat(fd, stored, mode|lent); err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	cfd, err := unix.Openat(fd, stored, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err == nil {
@@ -214,7 +214,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	}
 	if err != nil {
 		unix.Unlinkat(fd, stored, unix.AT_REMOVEDIR)
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	return n.finishNew(ctx, fd, stored, enc, mode|syscall.S_IFDIR, out)
 }
@@ -249,7 +249,7 @@ func removeDir(parentfd int, stored string) syscall.Errno {
 	if errno := clearVaultFiles(parentfd, stored); errno != 0 {
 		return errno
 	}
-	return gofs.ToErrno(unix.Unlinkat(parentfd, stored, unix.AT_REMOVEDIR))
+	return toErrno(unix.Unlinkat(parentfd, stored, unix.AT_REMOVEDIR))
 }
 
 // clearVaultFiles empties a backing directory that holds only cryptpt's own
@@ -257,12 +257,12 @@ func removeDir(parentfd int, stored string) syscall.Errno {
 func clearVaultFiles(parentfd int, stored string) syscall.Errno {
 	dfd, err := unix.Openat(parentfd, stored, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	defer unix.Close(dfd)
 	ents, err := readDirents(dfd)
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	for _, e := range ents {
 		switch crypt.Classify(e.Name) {
@@ -293,7 +293,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	defer fdRelease()
 	if err := unix.Unlinkat(fd, stored, 0); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	n.dropSidecar(fd, stored)
 	n.v.stats.forget(n.childPath(name))
@@ -329,7 +329,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 	}
 	defer release()
 	if err := unix.Mknodat(fd, stored, mode, int(rdev)); err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	return n.finishNew(ctx, fd, stored, enc, mode, out)
 }
@@ -356,7 +356,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	}
 	defer release()
 	if err := unix.Symlinkat(storedTarget, fd, stored); err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	return n.finishNew(ctx, fd, stored, enc, 0, out)
 }
@@ -383,7 +383,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	buf := make([]byte, unix.PathMax)
 	sz, err := unix.Readlinkat(fd, stored, buf)
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	return buf[:sz], 0
 }
@@ -431,10 +431,10 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 			return nil, errno
 		}
 		if err := unix.Symlinkat(sealed, fd, stored); err != nil {
-			return nil, gofs.ToErrno(err)
+			return nil, toErrno(err)
 		}
 	} else if err := unix.Linkat(sfd, sstored, fd, stored, 0); err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	if t.isEnc() && plainPolicy {
 		n.v.stats.note(&n.v.stats.drift, path)
@@ -442,7 +442,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	var st syscall.Stat_t
 	gen, err := statGen(fd, stored, &st)
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	return n.newChild(ctx, t.isEnc(), &st, gen, out), 0
 }
@@ -468,8 +468,8 @@ func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) sysca
 	// An O_PATH fd cannot be synced; open the directory itself.
 	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	defer unix.Close(dfd)
-	return gofs.ToErrno(unix.Fsync(dfd))
+	return toErrno(unix.Fsync(dfd))
 }

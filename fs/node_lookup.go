@@ -51,7 +51,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 			if err == unix.ENOENT {
 				continue
 			}
-			return nil, gofs.ToErrno(err)
+			return nil, toErrno(err)
 		}
 		show, quarantine := n.admit(path, enc, st.Mode&syscall.S_IFMT == syscall.S_IFDIR)
 		if !show {
@@ -103,12 +103,12 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	defer fdRelease()
 	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	raw, err := readDirents(dfd)
 	unix.Close(dfd)
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	entries := make([]fuse.DirEntry, 0, len(raw)+2)
 	// "." and ".." as getdents shows them (go-fuse does not look them up).

@@ -96,7 +96,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 	if flags&syscall.O_TRUNC != 0 {
 		if err := f.Truncate(0); err != nil {
 			f.Close()
-			return nil, 0, gofs.ToErrno(err)
+			return nil, 0, toErrno(err)
 		}
 	}
 	pf := newPlainFile(n, f)
@@ -131,7 +131,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	oflags := unix.O_CREAT | unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC | int(flags&syscall.O_EXCL)
 	bfd, err := unix.Openat(fd, stored, oflags, mode)
 	if err != nil {
-		return nil, nil, 0, gofs.ToErrno(err)
+		return nil, nil, 0, toErrno(err)
 	}
 	f := os.NewFile(uintptr(bfd), stored)
 	n.chownToCaller(ctx, fd, stored, mode|syscall.S_IFREG)
@@ -139,7 +139,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	gen, err := statGen(bfd, "", &st)
 	if err != nil {
 		f.Close()
-		return nil, nil, 0, gofs.ToErrno(err)
+		return nil, nil, 0, toErrno(err)
 	}
 	if st.Size == 0 {
 		// Just created (or empty anyway): O_TRUNC has nothing to do, and

@@ -45,7 +45,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	defer dfdRelease()
 	var sst syscall.Stat_t
 	if err := fstatat(sfd, sstored, &sst); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	isDir := sst.Mode&syscall.S_IFMT == syscall.S_IFDIR
 	dstPath := np.childPath(newName)
@@ -102,7 +102,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	}
 	if sidecar != nil {
 		if err := writeSmallFile(dfd, crypt.SidecarName(dstored), sidecar, false); err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 	}
 	// RENAME_WHITEOUT leaves a 0/0 character device at the old name (the
@@ -118,11 +118,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		}
 		if flags&unix.RENAME_WHITEOUT != 0 {
 			if err := unix.Mknodat(sfd, sstored, syscall.S_IFCHR, 0); err != nil {
-				return gofs.ToErrno(err)
+				return toErrno(err)
 			}
 		}
 	} else if err := unix.Renameat2(sfd, sstored, dfd, dstored, uint(flags&(unix.RENAME_NOREPLACE|unix.RENAME_WHITEOUT))); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	if other != "" {
 		unix.Unlinkat(dfd, other, 0)
@@ -148,7 +148,7 @@ func (n *node) exchange(sfd int, sstored string, enc bool, np *node, dfd int, na
 	}
 	var dst syscall.Stat_t
 	if err := fstatat(dfd, dstored, &dst); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	dIsDir := dst.Mode&syscall.S_IFMT == syscall.S_IFDIR
 	if !denc && !n.v.policy().Decide(n.childPath(name), dIsDir).Plaintext {
@@ -156,10 +156,10 @@ func (n *node) exchange(sfd int, sstored string, enc bool, np *node, dfd int, na
 	}
 	var sst syscall.Stat_t
 	if err := fstatat(sfd, sstored, &sst); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	if err := unix.Renameat2(sfd, sstored, dfd, dstored, unix.RENAME_EXCHANGE); err != nil {
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	if !enc {
 		return 0

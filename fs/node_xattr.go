@@ -57,7 +57,7 @@ func (n *node) withXattr(op func(t xattrTarget) error) syscall.Errno {
 			of.Close()
 		}
 	}
-	return gofs.ToErrno(err)
+	return toErrno(err)
 }
 
 func (t xattrTarget) get(attr string, dest []byte) (int, error) {
@@ -176,7 +176,7 @@ func (n *node) fileID(create bool) (*[16]byte, syscall.Errno) {
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, toErrno(err)
 	}
 	if st.Size() == 0 {
 		if !create {
@@ -187,7 +187,7 @@ func (n *node) fileID(create bool) (*[16]byte, syscall.Errno) {
 			_, err = f.WriteAt(hdr.Marshal(), 0)
 		}
 		if err != nil {
-			return nil, gofs.ToErrno(err)
+			return nil, toErrno(err)
 		}
 		n.hdr = &hdr
 		n.cached = stateOf(f)
@@ -224,7 +224,7 @@ func (n *node) resealXattrs(f *os.File, from, to *[16]byte) syscall.Errno {
 		if err == unix.ENOTSUP {
 			return 0
 		}
-		return gofs.ToErrno(err)
+		return toErrno(err)
 	}
 	for _, attr := range names {
 		if !strings.HasPrefix(attr, "user.") {
@@ -232,7 +232,7 @@ func (n *node) resealXattrs(f *os.File, from, to *[16]byte) syscall.Errno {
 		}
 		sealed, err := fgetxattrAll(int(f.Fd()), attr)
 		if err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 		value, err := n.v.opts.Keys.OpenMeta(sealed, crypt.XattrAD(crypt.FormatVersion, attr, from))
 		if err != nil {
@@ -240,7 +240,7 @@ func (n *node) resealXattrs(f *os.File, from, to *[16]byte) syscall.Errno {
 		}
 		resealed := n.v.opts.Keys.SealMeta(value, crypt.XattrAD(crypt.FormatVersion, attr, to))
 		if err := unix.Fsetxattr(int(f.Fd()), attr, resealed, 0); err != nil {
-			return gofs.ToErrno(err)
+			return toErrno(err)
 		}
 	}
 	return 0
