@@ -137,9 +137,11 @@ setup() {
 	cryptpt-*)
 		"$CRYPTPT" init --passfile "$PW" --kdf-time 1 --kdf-memory 8192 "$d/vault" >/dev/null
 		local cfg=plain.toml extra=()
-		[ "$c" = cryptpt-enc ] && cfg=enc.toml
-		[ "$c" = cryptpt-encwb ] && cfg=enc.toml && extra=(--writeback)
-		[ "$c" = cryptpt-nopt ] && extra=(--no-passthrough)
+		# The writeback cache is on by default wherever passthrough is not
+		# used; cryptpt-enc and cryptpt-nopt measure without it.
+		[ "$c" = cryptpt-enc ] && cfg=enc.toml && extra=(--writeback=false)
+		[ "$c" = cryptpt-encwb ] && cfg=enc.toml
+		[ "$c" = cryptpt-nopt ] && extra=(--no-passthrough --writeback=false)
 		"$CRYPTPT" mount --config "$RUN/$cfg" --passfile "$PW" --log "$d/daemon.log" "${extra[@]}" "$d/vault" "$d/mnt"
 		MOUNTS+=("$d/mnt")
 		"$CRYPTPT" status --json "$d/mnt" >"$d/status.json"
