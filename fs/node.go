@@ -255,7 +255,7 @@ func (n *node) dirIV(create bool) (*[16]byte, syscall.Errno) {
 	}
 	if err != nil {
 		if !errors.Is(err, syscall.ENOENT) {
-			n.v.logf("directory IV of %q unreadable: %v", n.relPath(), err)
+			n.v.logf("directory IV of %s unreadable: %v", n.v.entryName(n), err)
 			return nil, syscall.EIO
 		}
 		return nil, syscall.ENOENT

@@ -47,7 +47,7 @@ func (n *node) prepareNew(name string, enc bool) (int, string, syscall.Errno) {
 	}
 	stored, sidecar, errno := n.storedNameSidecar(name, enc, true)
 	if errno == syscall.EINVAL {
-		n.v.logf("refused: name %q in %q starts with the reserved prefix %q", name, "/"+n.relPath(), crypt.ReservedPrefix)
+		n.v.logf("refused: a name in %s starts with the reserved prefix %q", n.v.entryName(n), crypt.ReservedPrefix)
 	}
 	if errno != 0 {
 		return -1, "", errno
@@ -284,7 +284,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 		}
 	}
 	n.v.stats.authFailures.Add(1)
-	n.v.logf("symlink %q (vault %q): target fails authentication: %v", "/"+n.relPath(), stored, err)
+	n.v.logf("symlink %s (vault %q): target fails authentication: %v", n.v.entryName(n), stored, err)
 	return nil, syscall.EIO
 }
 

@@ -2,10 +2,8 @@ package fs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 
@@ -13,16 +11,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Virtual attributes answered by the daemon itself. They are read-only and
-// never listed.
-const (
-	// StatusXattr on the mount root holds the JSON Status of the mount.
-	StatusXattr = "user.cryptpt.status"
-	// ModeXattr on any entry holds its stored mode: "encrypted" or
-	// "plaintext". It is in the security namespace because the kernel
-	// refuses user.* attributes on symlinks before asking the daemon.
-	ModeXattr = "security.cryptpt.mode"
-)
+// ModeXattr, a virtual attribute answered by the daemon itself, holds an
+// entry's stored mode: "encrypted" or "plaintext". It is read-only and never
+// listed. It is in the security namespace because the kernel refuses user.*
+// attributes on symlinks before asking the daemon. Status and migrate go
+// through the control socket (Mount.Migrate, internal/control), which checks
+// who asks.
+const ModeXattr = "security.cryptpt.mode"
 
 // xattrTarget names a backing entry for the xattr syscalls: a path under
 // /proc/self/fd of its directory, used without following a final symlink,
@@ -113,13 +108,7 @@ func (n *node) sealsXattr(attr string) bool {
 func xattrAD(attr string) []byte { return []byte("cryptpt xattr v1\x00" + attr) }
 
 func (n *node) virtualXattr(attr string) ([]byte, bool) {
-	switch {
-	case attr == StatusXattr && n.IsRoot():
-		st := n.v.status()
-		st.PID = os.Getpid()
-		data, _ := json.Marshal(st)
-		return data, true
-	case attr == ModeXattr:
+	if attr == ModeXattr {
 		if n.isEnc() {
 			return []byte("encrypted"), true
 		}
@@ -152,7 +141,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	value, err := n.v.opts.Keys.OpenMeta(sealed, xattrAD(attr))
 	if err != nil {
 		n.v.stats.authFailures.Add(1)
-		n.v.logf("xattr %q of %q fails authentication: %v", attr, "/"+n.relPath(), err)
+		n.v.logf("xattr %q of %s fails authentication: %v", attr, n.v.entryName(n), err)
 		return 0, syscall.EIO
 	}
 	return copyXattr(value, dest)
@@ -171,10 +160,7 @@ func copyXattr(data, dest []byte) (uint32, syscall.Errno) {
 var _ = (gofs.NodeSetxattrer)((*node)(nil))
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if attr == MigrateXattr {
-		return n.migrateChild(ctx, data)
-	}
-	if attr == StatusXattr || attr == ModeXattr {
+	if attr == ModeXattr {
 		return syscall.EPERM
 	}
 	if n.v.opts.ReadOnly {
@@ -189,7 +175,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 var _ = (gofs.NodeRemovexattrer)((*node)(nil))
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	if attr == StatusXattr || attr == ModeXattr {
+	if attr == ModeXattr {
 		return syscall.EPERM
 	}
 	if n.v.opts.ReadOnly {

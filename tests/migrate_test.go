@@ -96,6 +96,7 @@ func TestMigrateSkipsOpenFiles(t *testing.T) {
 	f, err := os.Open(v.path("busy"))
 	must(t, err)
 	v.setPolicy(t, `"/**"`)
+	run(t, "reload", v.mnt)
 	out, _, code := cryptpt("migrate", "--config", v.config, v.mnt)
 	if code != 1 || !strings.Contains(out, "skipped /busy: it is open") {
 		t.Errorf("migrate with an open file: exit %d\n%s", code, out)
@@ -116,6 +117,7 @@ func TestMigrateSurvivesKill(t *testing.T) {
 	must(t, os.WriteFile(v.path("big"), data, 0o644))
 	pid := v.status(t).PID
 	v.setPolicy(t, `"/**"`)
+	run(t, "reload", v.mnt)
 	cmd := exec.Command(binary, "migrate", "--config", v.config, v.mnt)
 	must(t, cmd.Start())
 	time.Sleep(150 * time.Millisecond)
