@@ -306,33 +306,73 @@ func TestStatusWithoutConfig(t *testing.T) {
 // with the hint for that cause, and the daemon's log has it too.
 func TestBackgroundMountError(t *testing.T) {
 	requireRoot(t)
-	v := newCLIVault(t)
+	for _, fg := range []bool{false, true} {
+		v := newCLIVault(t)
+		giveToNobody(t, v)
+		args := []string{"mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt}
+		if fg {
+			args = append(args, "-f")
+		}
+		st, err := os.Stat("/dev/fuse")
+		must(t, err)
+		must(t, os.Chmod("/dev/fuse", 0o600))
+		_, stderr, code := asNobody([]string{"HOME=" + v.dir}, binary, args...)
+		must(t, os.Chmod("/dev/fuse", st.Mode().Perm()))
+		if code == 0 {
+			asNobody(nil, binary, "unmount", v.mnt)
+			t.Fatalf("-f %v: mount as nobody worked with /dev/fuse at mode 0600", fg)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], "cryptpt: error: ") || !strings.Contains(lines[0], "failed to open /dev/fuse: Permission denied") {
+			t.Errorf("-f %v: mount error does not name the cause in one line:\n%s", fg, stderr)
+		}
+		if len(lines) == 2 && (!strings.HasPrefix(lines[1], "cryptpt: hint: ") || !strings.Contains(lines[1], "/dev/fuse") || strings.Contains(lines[1], "install fuse3")) {
+			t.Errorf("-f %v: wrong hint:\n%s", fg, stderr)
+		}
+		logged, err := os.ReadFile(v.log)
+		must(t, err)
+		if !strings.Contains(string(logged), "failed to open /dev/fuse: Permission denied") {
+			t.Errorf("-f %v: the daemon's log lacks the cause:\n%s", fg, logged)
+		}
+	}
+}
+
+// giveToNobody hands the vault, mountpoint and files of v to user nobody.
+func giveToNobody(t *testing.T, v *cliVault) {
+	t.Helper()
 	for _, p := range []string{v.dir, v.backing, v.mnt, v.pwfile, v.config} {
 		must(t, os.Chown(p, nobody, nobody))
 	}
 	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
 	filepath.Walk(v.backing, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, nobody, nobody) })
-	st, err := os.Stat("/dev/fuse")
-	must(t, err)
-	must(t, os.Chmod("/dev/fuse", 0o600))
-	_, stderr, code := asNobody([]string{"HOME=" + v.dir}, binary, "mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt)
-	must(t, os.Chmod("/dev/fuse", st.Mode().Perm()))
-	if code == 0 {
-		asNobody(nil, binary, "unmount", v.mnt)
-		t.Fatal("mount as nobody worked with /dev/fuse at mode 0600")
+}
+
+// Root asks about a user's mount: the client finds the daemon's socket from
+// the mount's user_id=, in that user's directory.
+func TestRootAsksUserDaemon(t *testing.T) {
+	requireRoot(t)
+	if st, err := os.Stat("/dev/fuse"); err == nil && st.Mode().Perm()&0o006 != 0o006 {
+		must(t, os.Chmod("/dev/fuse", 0o666))
+		t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
 	}
-	lines := strings.Split(strings.TrimSpace(stderr), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "cryptpt: error: ") || !strings.Contains(lines[0], "failed to open /dev/fuse: Permission denied") {
-		t.Errorf("mount error does not name the cause in one line:\n%s", stderr)
+	v := newCLIVault(t, "media/")
+	giveToNobody(t, v)
+	env := []string{"HOME=" + v.dir}
+	if _, stderr, code := asNobody(env, binary, "mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt); code != 0 {
+		t.Fatalf("mount as nobody: exit %d\n%s", code, stderr)
 	}
-	if len(lines) == 2 && (!strings.HasPrefix(lines[1], "cryptpt: hint: ") || !strings.Contains(lines[1], "/dev/fuse") || strings.Contains(lines[1], "install fuse3")) {
-		t.Errorf("wrong hint:\n%s", stderr)
+	t.Cleanup(func() { asNobody(env, binary, "unmount", v.mnt) })
+	out, stderr, code := asNobody(env, binary, "status", "--json", v.mnt)
+	if code != 0 {
+		t.Fatalf("status as the owner: exit %d\n%s", code, stderr)
 	}
-	logged, err := os.ReadFile(v.log)
-	must(t, err)
-	if !strings.Contains(string(logged), "failed to open /dev/fuse: Permission denied") {
-		t.Errorf("the daemon's log lacks the cause:\n%s", logged)
+	var own control.Status
+	must(t, json.Unmarshal([]byte(out), &own))
+	st := v.daemonStatus(t)
+	if st.PID != own.PID || st.Mountpoint != v.mnt || !slices.Equal(st.Policy, []string{"media/"}) {
+		t.Errorf("root got %+v, the owner %+v", st, own)
 	}
+	run(t, "reload", v.mnt)
 }
 
 // Issue 12, item 6: one vault is mounted read-write once; a killed daemon

@@ -284,24 +284,22 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 	if err != nil {
 		return err
 	}
-	var m *fs.Mount
-	said, err := captureStderr(func() (err error) {
-		m, err = fs.MountVault(mountpoint, fs.Options{
-			Backing:          backing,
-			Keys:             k,
-			Policy:           cfg.Policy,
-			ReadOnly:         mf.readOnly,
-			AllowOther:       mf.allowOther,
-			NoPassthrough:    mf.noPassthrough,
-			UntrustedStorage: mf.untrusted,
-			Logger:           logger,
-			Debug:            mf.debug,
-			Writeback:        mf.writeback,
-			SharedStorage:    mf.sharedStorage,
-			LogNames:         mf.logNames,
-		})
-		return err
+	stopCapture := captureStderr()
+	m, err := fs.MountVault(mountpoint, fs.Options{
+		Backing:          backing,
+		Keys:             k,
+		Policy:           cfg.Policy,
+		ReadOnly:         mf.readOnly,
+		AllowOther:       mf.allowOther,
+		NoPassthrough:    mf.noPassthrough,
+		UntrustedStorage: mf.untrusted,
+		Logger:           logger,
+		Debug:            mf.debug,
+		Writeback:        mf.writeback,
+		SharedStorage:    mf.sharedStorage,
+		LogNames:         mf.logNames,
 	})
+	said := stopCapture()
 	if err != nil {
 		ue := mountError(err, said, backing, mountpoint)
 		logger.Printf("%s", ue.msg)

@@ -14,19 +14,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// captureStderr runs f with fd 2 going to a pipe and returns what was written
-// there meanwhile, as one line: fusermount3 says why a mount failed only on
-// its stderr, which a background daemon points at /dev/null.
-func captureStderr(f func() error) (string, error) {
+// captureStderr points fd 2 at a pipe until the returned function is
+// called, which restores it and returns what was written meanwhile, as one
+// line: fusermount3 says why a mount failed only on its stderr, which a
+// background daemon points at /dev/null.
+func captureStderr() (stop func() string) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return "", f()
+		return func() string { return "" }
 	}
 	saved, err := unix.Dup(2)
 	if err != nil {
 		r.Close()
 		w.Close()
-		return "", f()
+		return func() string { return "" }
 	}
 	unix.Dup3(int(w.Fd()), 2, 0)
 	w.Close()
@@ -35,17 +36,18 @@ func captureStderr(f func() error) (string, error) {
 		b, _ := io.ReadAll(r)
 		out <- b
 	}()
-	ferr := f()
-	unix.Dup3(saved, 2, 0)
-	unix.Close(saved)
-	var said []byte
-	select {
-	case said = <-out:
-	case <-time.After(2 * time.Second):
-		// A child still holds the pipe (it should not): go without.
+	return func() string {
+		unix.Dup3(saved, 2, 0)
+		unix.Close(saved)
+		var said []byte
+		select {
+		case said = <-out:
+		case <-time.After(2 * time.Second):
+			// A child still holds the pipe (it should not): go without.
+		}
+		r.Close()
+		return strings.Join(strings.Fields(strings.ReplaceAll(string(said), "\n", "; ")), " ")
 	}
-	r.Close()
-	return strings.Join(strings.Fields(strings.ReplaceAll(string(said), "\n", "; ")), " "), ferr
 }
 
 // mountError turns a failed fs.MountVault into one line with its real cause
