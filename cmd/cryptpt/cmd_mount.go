@@ -284,6 +284,10 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 	if err != nil {
 		return err
 	}
+	// Before the mount shows: a signal that comes while the daemon sets up
+	// waits here and unmounts once it is ready, instead of killing it.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	stopCapture := captureStderr()
 	m, err := fs.MountVault(mountpoint, fs.Options{
 		Backing:          backing,
@@ -323,8 +327,6 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		fmt.Fprintln(ready, "ok")
 		ready.Close()
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		for sig := range sigs {
 			if sig == syscall.SIGHUP {
