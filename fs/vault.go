@@ -136,6 +136,22 @@ func (v *vault) close() {
 // ErrVaultInUse means another daemon has the vault mounted read-write.
 var ErrVaultInUse = errors.New("vault is already mounted read-write")
 
+// CheckVaultLock returns ErrVaultInUse when a daemon has the vault at
+// backing mounted read-write, so a command can say so before it asks for a
+// password. It takes the lock and drops it at once; MountVault takes it for
+// good.
+func CheckVaultLock(backing string) error {
+	fd, err := unix.Open(backing, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
+		return ErrVaultInUse
+	}
+	return nil
+}
+
 // lock takes an exclusive flock on the vault root for a read-write mount, so
 // two daemons never write one vault. The kernel drops it when the fd closes,
 // also when the daemon is killed, so no lock outlives its holder. Read-only

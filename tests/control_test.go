@@ -388,6 +388,10 @@ func TestVaultMountedTwice(t *testing.T) {
 	if !strings.Contains(stderr, "it is mounted on "+v.mnt) {
 		t.Errorf("the refusal does not say where:\n%s", stderr)
 	}
+	// Said before the password is asked for (or checked).
+	wrong := filepath.Join(v.dir, "wrong")
+	must(t, os.WriteFile(wrong, []byte("nope\n"), 0o600))
+	expectFail(t, "already mounted read-write", "mount", "--config", v.config, "--passfile", wrong, v.backing, other)
 	run(t, append(base, "--ro", v.backing, other)...)
 	run(t, "unmount", other)
 

@@ -100,6 +100,9 @@ func runMount(args []string) error {
 	if err := checkMountpoint(mountpoint); err != nil {
 		return err
 	}
+	if !mf.readOnly && errors.Is(fs.CheckVaultLock(backing), fs.ErrVaultInUse) {
+		return mountError(fs.ErrVaultInUse, "", backing, mountpoint)
+	}
 	v, err := src.openVault(backing)
 	if err != nil {
 		return err
