@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"cryptpt/config"
 	"cryptpt/fs"
 )
 
@@ -81,4 +82,45 @@ func TestPrivateDir(t *testing.T) {
 	if err := privateDir(filepath.Join(dir, "new"), os.Getuid()+1); err == nil {
 		t.Error("another uid's directory counts as private")
 	}
+}
+
+// Migrate finds entries the kernel has not looked up yet, a path at a time,
+// and converts them toward the running policy only.
+func TestMigrateUnvisitedPath(t *testing.T) {
+	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"media/"}})
+	if err := os.MkdirAll(tv.Path("media/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tv.Path("media/sub/f"), []byte("content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tv.Unmount(t)
+	tv.Remount(t) // nothing looked up yet
+	tv.Mount.SetPolicy(mustPolicy(t, "media/", "!media/sub/f"))
+	s := newServer(t, tv)
+	defer s.Close()
+	c, err := Dial(tv.Mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Migrate("media/sub/f")
+	if err != nil || !res.Converted || res.From != fs.ModePlaintext || res.To != fs.ModeEncrypted {
+		t.Fatalf("migrate media/sub/f: %+v, %v", res, err)
+	}
+	if got, err := os.ReadFile(tv.Path("media/sub/f")); err != nil || string(got) != "content" {
+		t.Errorf("after migrate: %q, %v", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(tv.Backing, "media/sub/f")); !os.IsNotExist(err) {
+		t.Errorf("the plaintext file is still in the vault: %v", err)
+	}
+}
+
+func mustPolicy(t *testing.T, patterns ...string) *config.Policy {
+	t.Helper()
+	p, err := config.NewPolicy(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
