@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 
@@ -93,8 +94,12 @@ func printPassthroughAdvice() {
 	fmt.Printf("              To get passthrough, the daemon needs CAP_SYS_ADMIN:\n")
 	// A privileged mount helper, once there is one, goes first here: it
 	// would hand the daemon only passthrough, not the whole capability.
-	fmt.Printf("              - the installed system unit runs it with only that capability:\n")
-	fmt.Printf("                \"sudo systemctl start cryptpt@$USER.service\" (see contrib/README.md);\n")
+	name := "$USER"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	fmt.Printf("              - the system unit cryptpt@USER.service runs it as you with only that\n")
+	fmt.Printf("                capability: \"sudo systemctl enable --now cryptpt@%s.service\";\n", name)
 	fmt.Printf("              - or mount as root;\n")
 	fmt.Printf("              - or \"sudo setcap cap_sys_admin+ep $(command -v cryptpt)\", which gives\n")
 	fmt.Printf("                CAP_SYS_ADMIN to every user who can run that binary: avoid it on a\n")
