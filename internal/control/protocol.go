@@ -51,6 +51,8 @@ type Status struct {
 	ConfigMissing bool `json:"config_missing,omitempty"`
 	// Log says where the daemon's log goes: a file, "syslog" or "stderr".
 	Log string `json:"log"`
+	// Socket is the path of the control socket that answered.
+	Socket string `json:"socket"`
 }
 
 // Reload is the outcome of a successful OpReload.

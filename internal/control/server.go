@@ -168,7 +168,7 @@ func (s *Server) handle(c *net.UnixConn) {
 func (s *Server) answer(req Request) Response {
 	switch req.Op {
 	case OpStatus:
-		st := &Status{Status: s.Mount.Status(), Log: s.Log}
+		st := &Status{Status: s.Mount.Status(), Log: s.Log, Socket: s.path}
 		st.ConfigFile, st.ConfigMissing = s.Config()
 		return Response{Status: st}
 	case OpMigrate:
