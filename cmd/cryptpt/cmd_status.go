@@ -53,6 +53,7 @@ func printStatus(st *control.Status) {
 	fmt.Printf("mount:        %s\n", st.Mountpoint)
 	fmt.Printf("vault:        %s\n", st.Backing)
 	fmt.Printf("daemon pid:   %d\n", st.PID)
+	fmt.Printf("daemon log:   %s\n", st.Log)
 	if st.ReadOnly {
 		fmt.Printf("read-only:    yes\n")
 	}
