@@ -84,7 +84,7 @@ func (n *node) dirfd() (int, func(), syscall.Errno) {
 		if err != nil {
 			return -1, nil, toErrno(err)
 		}
-		n.v.logf("directory %q was replaced in the vault behind the mount: looked up again", "/"+n.relPath())
+		n.v.logf("directory %s was replaced in the vault behind the mount: looked up again", n.v.entryName(n))
 		return -1, nil, syscall.ENOENT
 	}
 

@@ -83,7 +83,7 @@ func (n *node) readHeader(f *os.File, size int64) (*crypt.Header, syscall.Errno)
 // authFailed logs a failed authentication with the entry's paths and counts it.
 func (n *node) authFailed(f *os.File, err error) {
 	n.v.stats.authFailures.Add(1)
-	n.v.logf("authentication failed: %q (vault file %q): %v", "/"+n.relPath(), f.Name(), err)
+	n.v.logf("authentication failed: %s (vault file %q): %v", n.v.entryName(n), f.Name(), err)
 }
 
 var _ = (gofs.FileReader)((*encFile)(nil))
@@ -229,12 +229,12 @@ func (h *encFile) saveTail(cipherSize, end int64) []byte {
 // writes back the old last block. Both only rewrite space the file had.
 func (h *encFile) restoreTail(cipherSize int64, tail []byte) {
 	if err := h.f.Truncate(cipherSize); err != nil {
-		h.n.v.logf("cannot undo a failed write to %q: %v", "/"+h.n.relPath(), err)
+		h.n.v.logf("cannot undo a failed write to %s: %v", h.n.v.entryName(h.n), err)
 		return
 	}
 	if tail != nil {
 		if _, err := h.f.WriteAt(tail, cipherSize-int64(len(tail))); err != nil {
-			h.n.v.logf("cannot undo a failed write to %q: %v", "/"+h.n.relPath(), err)
+			h.n.v.logf("cannot undo a failed write to %s: %v", h.n.v.entryName(h.n), err)
 		}
 	}
 }

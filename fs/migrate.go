@@ -11,16 +11,12 @@ import (
 
 	"cryptpt/crypt"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
-// MigrateXattr, set on a directory with the value "encrypted\x00NAME" or
-// "plaintext\x00NAME", asks the daemon to convert the entry NAME in it to
-// that mode (cryptpt migrate). It is set on the directory, which the kernel
-// allows for user.* attributes, because the entry may be a symlink, and
-// because converting an entry replaces it in the directory: the caller needs
-// write access there, as for a rename.
+// migrate converts the entry to the mode value ("encrypted" or
+// "plaintext"); Mount.Migrate (control.go) is its only caller and picks the
+// mode from the policy.
 //
 // Directories and special files only change the form of their vault name:
 // one rename, since their children are named under their own IV. Files get
@@ -29,24 +25,6 @@ import (
 // old entry, or both (the next migrate removes the stale twin). Files open
 // elsewhere (EBUSY) or with several hard links (EMLINK) are refused: a
 // passthrough handle would keep writing to the replaced backing file.
-const MigrateXattr = "user.cryptpt.migrate"
-
-func (n *node) migrateChild(ctx context.Context, data []byte) syscall.Errno {
-	mode, name, ok := strings.Cut(string(data), "\x00")
-	if !ok || name == "" || strings.Contains(name, "/") {
-		return syscall.EINVAL
-	}
-	ch := n.GetChild(name)
-	if ch == nil {
-		var out fuse.EntryOut
-		var errno syscall.Errno
-		if ch, errno = n.Lookup(ctx, name, &out); errno != 0 {
-			return errno
-		}
-	}
-	return ch.Operations().(*node).migrate(ctx, mode)
-}
-
 func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 	var wantEnc bool
 	switch value {
@@ -94,7 +72,7 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 				return errno
 			}
 			if !same {
-				n.v.logf("not removed: %q is stored in both forms with different content; move one aside in the vault by hand", "/"+n.relPath())
+				n.v.logf("not removed: %s is stored in both forms with different content; move one aside in the vault by hand", n.v.entryName(n))
 				return syscall.EEXIST
 			}
 			unix.Unlinkat(pfd, other, 0)
@@ -136,7 +114,7 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 		go p.NotifyEntry(name)
 	}
 	n.v.stats.forget(n.relPath())
-	n.v.logf("migrated %q to %s", "/"+n.relPath(), value)
+	n.v.logf("migrated %s to %s", n.v.entryName(n), value)
 	return 0
 }
 

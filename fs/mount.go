@@ -30,6 +30,7 @@ const cacheTimeout = 5 * time.Second
 type Mount struct {
 	server *fuse.Server
 	v      *vault
+	root   *node
 }
 
 // MountVault mounts the vault described by o at mountpoint and returns once
@@ -47,6 +48,10 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	}
 	v, err := newVault(o)
 	if err != nil {
+		return nil, err
+	}
+	if err := v.lock(); err != nil {
+		v.close()
 		return nil, err
 	}
 	v.mountpoint = mountpoint
@@ -115,7 +120,7 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		v.close()
 		return nil, err
 	}
-	m := &Mount{server: server, v: v}
+	m := &Mount{server: server, v: v, root: root}
 	v.touch()
 	m.probePassthrough()
 	return m, nil

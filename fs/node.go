@@ -127,7 +127,7 @@ func (n *node) refuseQuarantined(what string) syscall.Errno {
 	if !n.quarantined() {
 		return 0
 	}
-	n.v.logf("refused: %s of plaintext entry %q at a path the policy encrypts (injected; \"cryptpt migrate\" encrypts it)", what, "/"+n.relPath())
+	n.v.logf("refused: %s of plaintext entry %s at a path the policy encrypts (injected; \"cryptpt migrate\" encrypts it)", what, n.v.entryName(n))
 	return syscall.EACCES
 }
 
@@ -253,7 +253,7 @@ func (n *node) dirIV(create bool) (*[16]byte, syscall.Errno) {
 	}
 	if err != nil {
 		n.v.stats.authFailures.Add(1)
-		n.v.logf("directory IV of %q unusable: %v (restore %s from a backup; \"cryptpt fsck\" reports it)", "/"+n.relPath(), err, crypt.DirIVName)
+		n.v.logf("directory IV of %s unusable: %v (restore %s from a backup; \"cryptpt fsck\" reports it)", n.v.entryName(n), err, crypt.DirIVName)
 		return nil, syscall.EIO
 	}
 	n.iv = iv

@@ -229,7 +229,7 @@ func (n *node) openBackingHow(flags int, asOwner bool) (*os.File, syscall.Errno)
 		if err != nil {
 			return nil, toErrno(err)
 		}
-		n.v.logf("refused: vault entry %q of %q is no longer a regular file (mode %o)", stored, "/"+n.relPath(), st.Mode)
+		n.v.logf("refused: %s is no longer a regular file in the vault (mode %o)", n.v.entryName(n), st.Mode)
 		return nil, syscall.EIO
 	}
 	if flags&unix.O_NONBLOCK == 0 {

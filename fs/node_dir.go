@@ -55,7 +55,7 @@ func (n *node) readSymlink(fd int, stored, name string) ([]byte, syscall.Errno) 
 	target, err := n.openSymlink(name, buf[:sz])
 	if err != nil {
 		n.v.stats.authFailures.Add(1)
-		n.v.logf("symlink %q (vault %q): target fails authentication: %v", "/"+n.childPath(name), stored, err)
+		n.v.logf("symlink %s: target fails authentication: %v", n.v.childName(n, name, stored), err)
 		return nil, syscall.EIO
 	}
 	return target, 0
@@ -134,7 +134,7 @@ func (n *node) prepareNewIn(fd int, name string, enc bool) (string, syscall.Errn
 	}
 	stored, sidecar, errno := n.storedNameSidecar(name, enc, true)
 	if errno == syscall.EINVAL {
-		n.v.logf("refused: name %q in %q starts with the reserved prefix %q", name, "/"+n.relPath(), crypt.ReservedPrefix)
+		n.v.logf("refused: a name in %s starts with the reserved prefix %q", n.v.entryName(n), crypt.ReservedPrefix)
 	}
 	if errno != 0 {
 		return "", errno
@@ -377,7 +377,7 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 		return p.readSymlink(fd, stored, name)
 	}
 	if n.quarantined() {
-		n.v.logf("refused: readlink of plaintext-form symlink %q at a path the policy encrypts (injected; \"cryptpt migrate\" converts it)", "/"+n.relPath())
+		n.v.logf("refused: readlink of plaintext-form symlink %s at a path the policy encrypts (injected; \"cryptpt migrate\" converts it)", n.v.entryName(n))
 		return nil, syscall.EIO
 	}
 	buf := make([]byte, unix.PathMax)

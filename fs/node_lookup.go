@@ -79,11 +79,12 @@ func (n *node) admit(path string, enc, isDir bool) (show, quarantine bool) {
 	case !enc && !plainPolicy:
 		if n.v.opts.UntrustedStorage {
 			n.v.stats.hiddenEntries.Add(1)
-			n.v.logf("hidden: plaintext entry %q at a path the policy encrypts (untrusted storage)", path)
+			n.v.logf("hidden: a plaintext entry in %s at a path the policy encrypts (untrusted storage)", n.v.entryName(n))
 			return false, false
 		}
 		if n.v.stats.note(&n.v.stats.injected, path) {
-			n.v.logf("quarantined: plaintext entry %q at a path the policy encrypts: read-only until \"cryptpt migrate\" encrypts it", path)
+			name := path[strings.LastIndexByte(path, '/')+1:]
+			n.v.logf("quarantined: a plaintext entry %s at a path the policy encrypts: read-only until \"cryptpt migrate\" encrypts it", n.v.childName(n, name, ""))
 		}
 		return true, true
 	}
@@ -179,7 +180,7 @@ func (n *node) decodeEntry(dirfd int, stored string) (name string, enc bool, ok 
 
 func (n *node) hide(stored, why string) {
 	n.v.stats.hiddenEntries.Add(1)
-	n.v.logf("hidden: vault entry %q in %q: %s", stored, "/"+n.relPath(), why)
+	n.v.logf("hidden: vault entry %q in %s: %s", stored, n.v.entryName(n), why)
 }
 
 // readDirents reads all entries of an open directory, without "." and "..".

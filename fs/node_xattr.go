@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,16 +14,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Virtual attributes answered by the daemon itself. They are read-only and
-// never listed.
-const (
-	// StatusXattr on the mount root holds the JSON Status of the mount.
-	StatusXattr = "user.cryptpt.status"
-	// ModeXattr on any entry holds its stored mode: "encrypted" or
-	// "plaintext". It is in the security namespace because the kernel
-	// refuses user.* attributes on symlinks before asking the daemon.
-	ModeXattr = "security.cryptpt.mode"
-)
+// ModeXattr, a virtual attribute answered by the daemon itself, holds an
+// entry's stored mode: "encrypted" or "plaintext". It is read-only and never
+// listed. It is in the security namespace because the kernel refuses user.*
+// attributes on symlinks before asking the daemon. Status and migrate go
+// through the control socket (Mount.Migrate, internal/control), which checks
+// who asks.
+const ModeXattr = "security.cryptpt.mode"
 
 // xattrTarget names a backing entry for the xattr syscalls: a path under
 // /proc/self/fd of its directory, used without following a final symlink,
@@ -151,7 +147,7 @@ func (n *node) openXattr(attr string, sealed []byte) ([]byte, syscall.Errno) {
 		}
 	}
 	n.v.stats.authFailures.Add(1)
-	n.v.logf("xattr %q of %q fails authentication: %v", attr, "/"+n.relPath(), err)
+	n.v.logf("xattr %q of %s fails authentication: %v", attr, n.v.entryName(n), err)
 	return nil, syscall.EIO
 }
 
@@ -291,13 +287,7 @@ func fgetxattrAll(fd int, attr string) ([]byte, error) {
 }
 
 func (n *node) virtualXattr(attr string) ([]byte, bool) {
-	switch {
-	case attr == StatusXattr && n.IsRoot():
-		st := n.v.status()
-		st.PID = os.Getpid()
-		data, _ := json.Marshal(st)
-		return data, true
-	case attr == ModeXattr:
+	if attr == ModeXattr {
 		if n.isEnc() {
 			return []byte("encrypted"), true
 		}
@@ -347,10 +337,7 @@ func copyXattr(data, dest []byte) (uint32, syscall.Errno) {
 var _ = (gofs.NodeSetxattrer)((*node)(nil))
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if attr == MigrateXattr {
-		return n.migrateChild(ctx, data)
-	}
-	if attr == StatusXattr || attr == ModeXattr {
+	if attr == ModeXattr {
 		return syscall.EPERM
 	}
 	if n.v.opts.ReadOnly {
@@ -372,7 +359,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 var _ = (gofs.NodeRemovexattrer)((*node)(nil))
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	if attr == StatusXattr || attr == ModeXattr {
+	if attr == ModeXattr {
 		return syscall.EPERM
 	}
 	if n.v.opts.ReadOnly {

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,8 @@ type Status struct {
 	Mountpoint string `json:"mountpoint"`
 	PID        int    `json:"pid"`
 	ReadOnly   bool   `json:"read_only"`
+	// Policy is the plaintext list the daemon runs with, as written.
+	Policy []string `json:"policy"`
 
 	PassthroughActive bool   `json:"passthrough_active"`
 	PassthroughReason string `json:"passthrough_reason"`
@@ -107,6 +110,8 @@ func (v *vault) status() Status {
 		Backing:           v.opts.Backing,
 		Mountpoint:        v.mountpoint,
 		ReadOnly:          v.opts.ReadOnly,
+		PID:               os.Getpid(),
+		Policy:            []string{},
 		PassthroughActive: v.ptActive,
 		PassthroughReason: v.ptReason,
 		WritebackCache:    v.writeback,
@@ -114,6 +119,9 @@ func (v *vault) status() Status {
 		MaxDirFds:         v.dirs.max,
 	}
 	v.ptMu.Unlock()
+	for _, r := range v.policy().Rules() {
+		st.Policy = append(st.Policy, r.Pattern)
+	}
 	st.PlainOpensPassthrough = s.plainOpensPassthrough.Load()
 	st.PlainOpensDaemon = s.plainOpensDaemon.Load()
 	st.EncryptedOpens = s.encOpens.Load()

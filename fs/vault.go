@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -56,6 +57,11 @@ type Options struct {
 	// NoWriteback turns off the kernel's writeback cache, which is on
 	// wherever passthrough would not be used anyway (see useWriteback).
 	NoWriteback bool
+	// LogNames lets log lines name entries by their plaintext path. Off by
+	// default: lines then name an entry by its inode number, which
+	// "find MOUNTPOINT -inum N" turns back into a path for whoever may
+	// see it, and a log readable by others (syslog) learns no names.
+	LogNames bool
 }
 
 // vault is the state shared by every node of one mount.
@@ -65,6 +71,7 @@ type vault struct {
 	names   *crypt.Names
 	log     *log.Logger
 	rootFd  int    // O_PATH fd of the vault root; owned here
+	lockFd  int    // fd of the vault root holding the read-write lock, or -1; owned here
 	dirs    dirFds // the bounded set of open directory fds
 	stats   stats
 
@@ -112,6 +119,7 @@ func newVault(o Options) (*vault, error) {
 		names:    o.Keys.Names(),
 		log:      o.Logger,
 		rootFd:   fd,
+		lockFd:   -1,
 		ptReason: "not probed yet",
 	}
 	v.pol.Store(o.Policy)
@@ -137,6 +145,52 @@ func (v *vault) close() {
 		unix.Close(v.rootFd)
 		v.rootFd = -1
 	}
+	if v.lockFd >= 0 {
+		unix.Close(v.lockFd)
+		v.lockFd = -1
+	}
+}
+
+// ErrVaultInUse means another daemon has the vault mounted read-write.
+var ErrVaultInUse = errors.New("vault is already mounted read-write")
+
+// CheckVaultLock returns ErrVaultInUse when a daemon has the vault at
+// backing mounted read-write, so a command can say so before it asks for a
+// password. It takes the lock and drops it at once; MountVault takes it for
+// good.
+func CheckVaultLock(backing string) error {
+	fd, err := unix.Open(backing, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
+		return ErrVaultInUse
+	}
+	return nil
+}
+
+// lock takes an exclusive flock on the vault root for a read-write mount, so
+// two daemons never write one vault. The kernel drops it when the fd closes,
+// also when the daemon is killed, so no lock outlives its holder. Read-only
+// mounts take none.
+func (v *vault) lock() error {
+	if v.opts.ReadOnly {
+		return nil
+	}
+	fd, err := unix.Openat(v.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open vault %s to lock it: %w", v.opts.Backing, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if err == unix.EWOULDBLOCK {
+			return ErrVaultInUse
+		}
+		return fmt.Errorf("lock vault %s: %w", v.opts.Backing, err)
+	}
+	v.lockFd = fd
+	return nil
 }
 
 func (v *vault) passthrough() bool {
@@ -155,6 +209,38 @@ func (v *vault) setPassthrough(active bool, reason string) {
 // entries unless the line is about that entry; never keys or content.
 func (v *vault) logf(format string, args ...any) {
 	v.log.Printf(format, args...)
+}
+
+// entryName names n in a log line: its plaintext path with LogNames; by
+// default its inode number and, for an encrypted entry, its vault name, so a
+// log never holds a plaintext name ("find MOUNTPOINT -inum N" finds the
+// entry for whoever may see it).
+func (v *vault) entryName(n *node) string {
+	if v.opts.LogNames {
+		return strconv.Quote("/" + n.relPath())
+	}
+	s := fmt.Sprintf("inode %d", n.ino.Load())
+	if p, name, errno := n.parent(); errno == 0 && n.isEnc() {
+		if stored, errno := p.storedName(name, true, false); errno == 0 {
+			s += fmt.Sprintf(" (vault name %q)", stored)
+		}
+	}
+	return s
+}
+
+// childName names the entry name of directory dir in a log line, as
+// entryName does for a node: by its vault name if it is encrypted (stored),
+// else only by its directory.
+func (v *vault) childName(dir *node, name, stored string) string {
+	switch {
+	case v.opts.LogNames && stored != "":
+		return fmt.Sprintf("%q (vault name %q)", "/"+dir.childPath(name), stored)
+	case v.opts.LogNames:
+		return strconv.Quote("/" + dir.childPath(name))
+	case stored != "":
+		return fmt.Sprintf("vault name %q in %s", stored, v.entryName(dir))
+	}
+	return "in " + v.entryName(dir)
 }
 
 // Errors a caller can match to explain a failed mount.

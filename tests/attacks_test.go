@@ -29,7 +29,8 @@ import (
 // truncating or appending, must never be stored unencrypted, in the vault
 // or outside it.
 func TestPlantedPlaintextCapturesNothing(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"Public/"}})
+	// Names in the log, to check that each planted entry is logged.
+	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"Public/"}, Options: cfs.Options{LogNames: true}})
 	must(t, os.Mkdir(tv.Path("Documents"), 0o755))
 	must(t, os.Mkdir(tv.Path("Public"), 0o755))
 	storedDocs := storedNameIn(t, tv, tv.Backing, "Documents")

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -96,6 +97,7 @@ func TestMigrateSkipsOpenFiles(t *testing.T) {
 	f, err := os.Open(v.path("busy"))
 	must(t, err)
 	v.setPolicy(t, `"/**"`)
+	run(t, "reload", v.mnt)
 	out, _, code := cryptpt("migrate", "--config", v.config, v.mnt)
 	if code != 1 || !strings.Contains(out, "skipped /busy: it is open") {
 		t.Errorf("migrate with an open file: exit %d\n%s", code, out)
@@ -116,6 +118,7 @@ func TestMigrateSurvivesKill(t *testing.T) {
 	must(t, os.WriteFile(v.path("big"), data, 0o644))
 	pid := v.status(t).PID
 	v.setPolicy(t, `"/**"`)
+	run(t, "reload", v.mnt)
 	cmd := exec.Command(binary, "migrate", "--config", v.config, v.mnt)
 	must(t, cmd.Start())
 	time.Sleep(150 * time.Millisecond)
@@ -144,6 +147,47 @@ func TestMigrateSurvivesKill(t *testing.T) {
 	for _, e := range raw {
 		if strings.HasPrefix(e.Name(), "~~c") {
 			t.Errorf("encrypted twin left in the vault: %s", e.Name())
+		}
+	}
+}
+
+// TestMigrateResolvesTwins: an entry stored in both forms (what a migrate
+// killed between its rename and its unlink leaves) is listed by status, and
+// migrate removes the copy in the form the policy does not give, but only
+// when both hold the same content: a twin that differs may be the only copy
+// of something, or planted, and is left for the user.
+func TestMigrateResolvesTwins(t *testing.T) {
+	v := newCLIVault(t)
+	v.mount(t)
+	same, other := canary(t, 5000), canary(t, 5000)
+	must(t, os.WriteFile(v.path("same"), same, 0o644))
+	must(t, os.WriteFile(v.path("differs"), same, 0o644))
+	v.unmount(t)
+	must(t, os.WriteFile(filepath.Join(v.backing, "same"), same, 0o644))
+	must(t, os.WriteFile(filepath.Join(v.backing, "differs"), other, 0o644))
+	v.setPolicy(t, `"/**"`)
+	v.mount(t)
+	listNames(t, v.mnt) // the listing finds the twins
+	if st := v.status(t); !slices.Equal(st.Twins, []string{"differs", "same"}) {
+		t.Fatalf("status lists twins %v", st.Twins)
+	}
+	out, _, code := cryptpt("migrate", v.mnt)
+	if code == 0 || !strings.Contains(out, "removed the stale encrypted copy of /same") || !strings.Contains(out, "left /differs") {
+		t.Fatalf("migrate: exit %d\n%s", code, out)
+	}
+	encrypted := 0
+	raw, _ := os.ReadDir(v.backing)
+	for _, e := range raw {
+		if strings.HasPrefix(e.Name(), "~~c") {
+			encrypted++
+		}
+	}
+	if encrypted != 1 {
+		t.Errorf("%d encrypted entries left in the vault, want 1 (the twin of differs)", encrypted)
+	}
+	for name, want := range map[string][]byte{"same": same, "differs": other} {
+		if got, err := os.ReadFile(v.path(name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s after migrate: %v", name, err)
 		}
 	}
 }

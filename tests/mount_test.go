@@ -380,6 +380,9 @@ func TestPassthroughWithoutCapability(t *testing.T) {
 	if !strings.Contains(string(out), "CAP_SYS_ADMIN") || !strings.Contains(string(out), "passthrough:  off") {
 		t.Errorf("status does not explain the missing capability:\n%s", out)
 	}
+	if !strings.Contains(string(out), "cryptpt@nobody.service") || strings.Contains(string(out), "contrib/ (") || !strings.Contains(string(out), "to every user who can run that binary") {
+		t.Errorf("status gives the wrong passthrough advice:\n%s", out)
+	}
 	out, err = asNobody("unmount", v.mnt)
 	if err != nil {
 		t.Errorf("unmount as nobody: %v\n%s", err, out)

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	iofs "io/fs"
+	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"cryptpt/config"
 	"cryptpt/fs"
+	"cryptpt/internal/control"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,12 +21,13 @@ type migration struct {
 	path, rel string
 	want      string
 	size      int64
+	twin      bool // stored as the policy says, and also in the other form
 }
 
 func runMigrate(args []string) error {
 	fl := newFlags("migrate", "migrate [--dry-run] [--config C] MOUNTPOINT")
 	dryRun := fl.Bool("dry-run", false, "only list what would be converted")
-	cfgPath := fl.String("config", "", "policy from `FILE` (default $XDG_CONFIG_HOME/cryptpt/config.toml)")
+	cfgPath := fl.String("config", "", "check that the daemon runs the policy of `FILE` (the daemon's own policy always decides; \"cryptpt reload\" changes it)")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
 		return err
@@ -35,11 +39,16 @@ func runMigrate(args []string) error {
 	if m, _ := fs.FindMount(mp); m != mp {
 		return fail("mount the vault first; migrate works through the mount", "%s is not a cryptpt mount", mp)
 	}
-	cfg, err := loadConfig(*cfgPath)
+	daemon, policy, err := daemonPolicy(mp, *cfgPath)
 	if err != nil {
 		return err
 	}
-	todo, err := planMigration(mp, cfg.Policy)
+	defer daemon.Close()
+	todo, err := planMigration(mp, policy)
+	if err != nil {
+		return err
+	}
+	todo, err = addTwins(daemon, mp, policy, todo)
 	if err != nil {
 		return err
 	}
@@ -62,15 +71,24 @@ func runMigrate(args []string) error {
 	bar.setTotal(total, int64(len(todo)))
 	bar.update(0, 0)
 	var done int64
-	var converted, skipped int
+	var converted, skipped, encrypted int
 	for _, m := range todo {
-		err := unix.Setxattr(filepath.Dir(m.path), fs.MigrateXattr, []byte(m.want+"\x00"+filepath.Base(m.path)), 0)
+		res, err := daemon.Migrate(m.rel)
 		done += m.size
 		bar.update(done, int64(converted+skipped+1))
 		switch {
+		case err == nil && m.twin:
+			converted++
+			bar.println(fmt.Sprintf("removed the stale %s copy of /%s (an interrupted migrate's)", otherMode(res.To), m.rel))
 		case err == nil:
 			converted++
-			bar.println(fmt.Sprintf("stored %s: /%s", m.want, m.rel))
+			if res.Converted && res.To == fs.ModeEncrypted {
+				encrypted++
+			}
+			bar.println(fmt.Sprintf("stored %s: /%s", res.To, m.rel))
+		case m.twin && errors.Is(err, syscall.EEXIST):
+			skipped++
+			bar.println(fmt.Sprintf("left /%s: it is stored in both forms with different content; see the daemon's log", m.rel))
 		case errors.Is(err, syscall.EBUSY):
 			skipped++
 			bar.println(fmt.Sprintf("skipped /%s: it is open; close it and run migrate again", m.rel))
@@ -84,10 +102,82 @@ func runMigrate(args []string) error {
 	}
 	bar.done()
 	fmt.Printf("Converted %d entries (%s); %d left as they were.\n", converted, humanBytes(total), skipped)
+	if encrypted > 0 {
+		fmt.Printf("Note: the old plaintext of the %d entries now encrypted may still be recoverable from the disk\n", encrypted)
+		fmt.Printf("(freed blocks, snapshots, backups, SSD wear levelling); see docs/threat-model.md.\n")
+	}
 	if skipped > 0 {
 		return &userError{code: exitError}
 	}
 	return nil
+}
+
+// daemonPolicy connects to the daemon of mp and returns its running policy,
+// the one it converts toward. With cfgPath, it first checks that the file's
+// policy is that one.
+func daemonPolicy(mp, cfgPath string) (*control.Client, *config.Policy, error) {
+	c, err := dialDaemon(mp)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := c.Status()
+	if err != nil {
+		c.Close()
+		return nil, nil, fail("", "cannot ask the daemon of %s: %v", mp, err)
+	}
+	policy, err := config.NewPolicy(st.Policy)
+	if err != nil {
+		c.Close()
+		return nil, nil, fail("", "the daemon of %s sent a policy that does not compile: %v", mp, err)
+	}
+	if cfgPath != "" {
+		cfg, err := loadConfig(cfgPath)
+		if err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+		if !slices.Equal(patterns(cfg.Policy), st.Policy) {
+			c.Close()
+			return nil, nil, fail("run \"cryptpt reload "+mp+"\" first, so the daemon uses it", "the daemon of %s runs another policy than %s", mp, cfg.File)
+		}
+	}
+	return c, policy, nil
+}
+
+// addTwins adds the entries that the walk found stored in both forms (the
+// daemon lists them in its status), so that migrate removes the stale copy.
+func addTwins(daemon *control.Client, mp string, policy *config.Policy, todo []migration) ([]migration, error) {
+	st, err := daemon.Status()
+	if err != nil {
+		return nil, fail("", "cannot ask the daemon of %s: %v", mp, err)
+	}
+	planned := map[string]bool{}
+	for _, m := range todo {
+		planned[m.rel] = true
+	}
+	for _, rel := range st.Twins {
+		if planned[rel] {
+			continue
+		}
+		p := filepath.Join(mp, filepath.FromSlash(rel))
+		info, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		want := fs.ModeEncrypted
+		if policy.Decide(rel, info.IsDir()).Plaintext {
+			want = fs.ModePlaintext
+		}
+		todo = append(todo, migration{path: p, rel: rel, want: want, twin: true})
+	}
+	return todo, nil
+}
+
+func otherMode(mode string) string {
+	if mode == fs.ModeEncrypted {
+		return fs.ModePlaintext
+	}
+	return fs.ModeEncrypted
 }
 
 // planMigration walks the mount top-down and lists entries whose stored

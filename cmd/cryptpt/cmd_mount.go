@@ -18,6 +18,7 @@ import (
 	"cryptpt/config"
 	"cryptpt/crypt"
 	"cryptpt/fs"
+	"cryptpt/internal/control"
 	"cryptpt/keys"
 )
 
@@ -42,6 +43,7 @@ type mountFlags struct {
 	idle          time.Duration
 	writeback     bool
 	sharedStorage bool
+	logNames      bool
 }
 
 func runMount(args []string) error {
@@ -57,6 +59,7 @@ func runMount(args []string) error {
 	fl.BoolVar(&mf.untrusted, "untrusted-storage", false, "hide plaintext entries found at paths the policy encrypts (also: vault.untrusted_storage)")
 	fl.StringVar(&mf.logFile, "log", "", "append the daemon's log to `FILE` (default: syslog when in the background)")
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
+	fl.BoolVar(&mf.logNames, "log-names", false, "name entries by their plaintext path in the daemon's log (default: by inode number and vault name only)")
 	fl.BoolVar(&mf.sharedStorage, "shared-storage", false, "the vault may change behind this mount (another machine, a sync tool): cache nothing")
 	fl.BoolVar(&mf.writeback, "writeback", true, "the kernel's writeback cache wherever passthrough is not used (much faster small encrypted writes); --writeback=false turns it off")
 	fl.DurationVar(&mf.idle, "idle", 0, "unmount after `DURATION` with no open file and no access (e.g. 30m; 0 = never)")
@@ -83,6 +86,11 @@ func runMount(args []string) error {
 	backing, _ = filepath.Abs(backing)
 	mf.untrusted = mf.untrusted || cfg.UntrustedStorage
 
+	if mf.configPath == "" {
+		// The daemon reads this file again on reload; it may not exist yet.
+		mf.configPath, _ = config.DefaultPath()
+	}
+	mf.configPath, _ = filepath.Abs(mf.configPath)
 	if os.Getenv(daemonEnv) == "1" {
 		return daemonMain(backing, mountpoint, cfg, mf)
 	}
@@ -91,6 +99,9 @@ func runMount(args []string) error {
 	}
 	if err := checkMountpoint(mountpoint); err != nil {
 		return err
+	}
+	if !mf.readOnly && errors.Is(fs.CheckVaultLock(backing), fs.ErrVaultInUse) {
+		return mountError(fs.ErrVaultInUse, "", backing, mountpoint)
 	}
 	v, err := src.openVault(backing)
 	if err != nil {
@@ -178,12 +189,16 @@ func spawnDaemon(mountpoint string, master *[32]byte) error {
 		return nil
 	}
 	cmd.Wait()
-	reason := strings.TrimSpace(string(msg))
+	// The daemon's first line is the error, a second one its hint.
+	reason, hint, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n"+readyHint)
 	if reason == "" {
-		reason = "the daemon exited before the mount was ready"
+		return fail("run with -f to see the daemon's log", "mount failed: the daemon exited before the mount was ready")
 	}
-	return fail("run with -f to see the daemon's log", "mount failed: %s", reason)
+	return fail(hint, "%s", reason)
 }
+
+// readyHint starts the line of the ready pipe that carries a hint.
+const readyHint = "hint: "
 
 // daemonMain is the background daemon: it reads the key, detaches from the
 // terminal and serves.
@@ -208,6 +223,9 @@ func daemonMain(backing, mountpoint string, cfg *config.Config, mf mountFlags) e
 		var ue *userError
 		if errors.As(err, &ue) {
 			fmt.Fprintln(ready, ue.msg)
+			if ue.hint != "" {
+				fmt.Fprintln(ready, readyHint+ue.hint)
+			}
 		} else {
 			fmt.Fprintln(ready, err)
 		}
@@ -218,25 +236,27 @@ func daemonMain(backing, mountpoint string, cfg *config.Config, mf mountFlags) e
 
 // newLogger picks where the daemon logs: a file if asked, stderr in the
 // foreground, else syslog (the journal), else a file under
-// $XDG_STATE_HOME/cryptpt (machines without a syslog socket).
-func newLogger(mf mountFlags) (*log.Logger, error) {
+// $XDG_STATE_HOME/cryptpt (machines without a syslog socket). It also
+// returns where that is, for status.
+func newLogger(mf mountFlags) (*log.Logger, string, error) {
 	if mf.logFile != "" {
 		f, err := os.OpenFile(mf.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
-			return nil, fail("", "cannot open log file: %v", err)
+			return nil, "", fail("", "cannot open log file: %v", err)
 		}
-		return log.New(f, "cryptpt: ", log.LstdFlags), nil
+		abs, _ := filepath.Abs(mf.logFile)
+		return log.New(f, "cryptpt: ", log.LstdFlags), abs, nil
 	}
 	if mf.foreground {
-		return log.New(os.Stderr, "cryptpt: ", log.LstdFlags), nil
+		return log.New(os.Stderr, "cryptpt: ", log.LstdFlags), "the standard error of \"cryptpt mount -f\"", nil
 	}
 	if w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, "cryptpt"); err == nil {
-		return log.New(w, "", 0), nil
+		return log.New(w, "", 0), "syslog (journalctl -t cryptpt)", nil
 	}
 	if f, err := openStateLog(); err == nil {
-		return log.New(f, "cryptpt: ", log.LstdFlags), nil
+		return log.New(f, "cryptpt: ", log.LstdFlags), f.Name(), nil
 	}
-	return log.New(io.Discard, "", 0), nil
+	return log.New(io.Discard, "", 0), "nowhere (no syslog, and no state directory for a log file)", nil
 }
 
 func openStateLog() (*os.File, error) {
@@ -258,7 +278,7 @@ func openStateLog() (*os.File, error) {
 // serve mounts and serves until unmounted or signalled. ready, if not nil,
 // gets "ok" once the mount is live.
 func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master *[32]byte, ready *os.File) error {
-	logger, err := newLogger(mf)
+	logger, logTarget, err := newLogger(mf)
 	if err != nil {
 		return err
 	}
@@ -271,6 +291,11 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 	if err != nil {
 		return vaultError(err, backing)
 	}
+	// Before the mount shows: a signal that comes while the daemon sets up
+	// waits here and unmounts once it is ready, instead of killing it.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	stopCapture := captureStderr()
 	m, err := fs.MountVault(mountpoint, fs.Options{
 		Backing:          backing,
 		Keys:             k,
@@ -284,31 +309,47 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		Debug:            mf.debug,
 		NoWriteback:      !mf.writeback,
 		SharedStorage:    mf.sharedStorage,
+		LogNames:         mf.logNames,
 	})
+	said := stopCapture()
 	if err != nil {
-		hint := ""
-		if strings.Contains(err.Error(), "fusermount") {
-			hint = "install fuse3 (apt-get install fuse3) or mount as root"
-		}
-		return fail(hint, "cannot mount %s: %v", mountpoint, err)
+		ue := mountError(err, said, backing, mountpoint)
+		logger.Printf("%s", ue.msg)
+		return ue
+	}
+	if said != "" {
+		logger.Printf("while mounting: %s", said)
 	}
 	st := m.Status()
 	logger.Printf("mounted %s on %s; passthrough: %v (%s)", backing, mountpoint, st.PassthroughActive, st.PassthroughReason)
 	if !lockMemory() {
 		logger.Printf("memory not locked (needs CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK): keys may reach swap; use encrypted swap")
 	}
+	pol := &policySource{file: mf.configPath, missing: cfg.File == "", m: m, logger: logger}
+	if cfg.File == "" {
+		logger.Printf("no config file at %s: the policy is empty, so everything new is encrypted", mf.configPath)
+	}
+	ctl := &control.Server{Mount: m, Log: logTarget, Config: pol.config, Reload: pol.reload, Logf: logger.Printf}
+	if err := ctl.Start(mountpoint); err != nil {
+		logger.Printf("status, migrate and reload will not work: %v", err)
+	}
+	defer ctl.Close()
 	if ready != nil {
 		fmt.Fprintln(ready, "ok")
 		ready.Close()
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		for sig := range sigs {
+			if sig == syscall.SIGHUP {
+				pol.reload() // logs what it did
+				continue
+			}
 			logger.Printf("%v: unmounting %s", sig, mountpoint)
 			if err := m.Unmount(); err != nil {
 				logger.Printf("unmount %s: %v; detaching it lazily", mountpoint, err)
-				lazyUnmount(mountpoint)
+				if err := lazyUnmount(mountpoint); err != nil {
+					logger.Printf("lazy unmount of %s: %v", mountpoint, err)
+				}
 			}
 		}
 	}()

@@ -2,15 +2,13 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 
-	"cryptpt/fs"
-
-	"golang.org/x/sys/unix"
+	"cryptpt/internal/control"
 )
 
 func runStatus(args []string) error {
@@ -37,31 +35,36 @@ func runStatus(args []string) error {
 	return nil
 }
 
-func readStatus(mp string) (*fs.Status, error) {
-	if m, _ := fs.FindMount(mp); m != mp {
-		return nil, fail("mount it with \"cryptpt mount BACKING "+mp+"\"", "%s is not a cryptpt mount", mp)
+// readStatus asks the daemon of mp over its control socket.
+func readStatus(mp string) (*control.Status, error) {
+	c, err := dialDaemon(mp)
+	if err != nil {
+		return nil, err
 	}
-	buf := make([]byte, 1<<20)
-	n, err := unix.Getxattr(mp, fs.StatusXattr, buf)
-	if errors.Is(err, unix.ENOTCONN) {
-		return nil, fail("run \"cryptpt unmount "+mp+"\", then mount again; the vault itself is unharmed", "the daemon of %s is gone (killed or crashed)", mp)
-	}
+	defer c.Close()
+	st, err := c.Status()
 	if err != nil {
 		return nil, fail("", "cannot ask the daemon of %s: %v", mp, err)
 	}
-	var st fs.Status
-	if err := json.Unmarshal(buf[:n], &st); err != nil {
-		return nil, fail("", "the daemon of %s sent an unreadable status: %v", mp, err)
-	}
-	return &st, nil
+	return st, nil
 }
 
-func printStatus(st *fs.Status) {
+func printStatus(st *control.Status) {
 	fmt.Printf("mount:        %s\n", st.Mountpoint)
 	fmt.Printf("vault:        %s\n", st.Backing)
 	fmt.Printf("daemon pid:   %d\n", st.PID)
+	fmt.Printf("daemon log:   %s\n", st.Log)
 	if st.ReadOnly {
 		fmt.Printf("read-only:    yes\n")
+	}
+	switch {
+	case st.ConfigFile == "":
+		fmt.Printf("policy:       none: mounted without a config file, so everything new is encrypted\n")
+	case st.ConfigMissing:
+		fmt.Printf("policy:       none: no config file at %s, so everything new is encrypted\n", st.ConfigFile)
+	default:
+		fmt.Printf("config:       %s\n", st.ConfigFile)
+		fmt.Printf("policy:       %s\n", policyLine(st.Policy))
 	}
 	if st.PassthroughActive {
 		fmt.Printf("passthrough:  active: plaintext files are read and written by the kernel at native speed\n")
@@ -69,9 +72,7 @@ func printStatus(st *fs.Status) {
 		fmt.Printf("passthrough:  off: %s\n", st.PassthroughReason)
 		fmt.Printf("              plaintext files are served by the daemon (no crypto, but slower).\n")
 		if strings.Contains(st.PassthroughReason, "CAP_SYS_ADMIN") {
-			fmt.Printf("              To get passthrough, run the daemon with CAP_SYS_ADMIN: mount as root,\n")
-			fmt.Printf("              use the systemd unit in contrib/ (AmbientCapabilities=CAP_SYS_ADMIN),\n")
-			fmt.Printf("              or \"sudo setcap cap_sys_admin+ep $(command -v cryptpt)\".\n")
+			printPassthroughAdvice()
 		}
 	}
 	fmt.Printf("opens:        %d plaintext via passthrough, %d plaintext via daemon, %d encrypted\n",
@@ -79,13 +80,31 @@ func printStatus(st *fs.Status) {
 	fmt.Printf("daemon I/O:   plaintext %s in %d reads/%d writes; encrypted %s in %d reads/%d writes\n",
 		humanBytes(st.PlainBytes), st.PlainReads, st.PlainWrites, humanBytes(st.EncryptedBytes), st.EncryptedReads, st.EncryptedWrites)
 	if st.AuthFailures > 0 {
-		fmt.Printf("auth errors:  %d (see the daemon's log; run \"cryptpt fsck\" on the vault)\n", st.AuthFailures)
+		fmt.Printf("auth errors:  %d (see the daemon's log, %s; run \"cryptpt fsck\" on the vault)\n", st.AuthFailures, st.Log)
 	}
 	if st.HiddenEntries > 0 {
-		fmt.Printf("hidden:       %d vault entries (undecryptable names or injected plaintext; see the log)\n", st.HiddenEntries)
+		fmt.Printf("hidden:       %d vault entries (undecryptable names or injected plaintext; see the log, %s)\n", st.HiddenEntries, st.Log)
 	}
 	listPaths("drift", "encrypted entries where the policy says plaintext (\"cryptpt migrate\" converts them)", st.Drift)
 	listPaths("injected", "plaintext entries where the policy says encrypted (\"cryptpt migrate\" encrypts them)", st.Injected)
+}
+
+// printPassthroughAdvice says how a user's daemon gets CAP_SYS_ADMIN, the
+// narrowest way first.
+func printPassthroughAdvice() {
+	fmt.Printf("              To get passthrough, the daemon needs CAP_SYS_ADMIN:\n")
+	// A privileged mount helper, once there is one, goes first here: it
+	// would hand the daemon only passthrough, not the whole capability.
+	name := "$USER"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	fmt.Printf("              - the system unit cryptpt@USER.service runs it as you with only that\n")
+	fmt.Printf("                capability: \"sudo systemctl enable --now cryptpt@%s.service\";\n", name)
+	fmt.Printf("              - or mount as root;\n")
+	fmt.Printf("              - or \"sudo setcap cap_sys_admin+ep $(command -v cryptpt)\", which gives\n")
+	fmt.Printf("                CAP_SYS_ADMIN to every user who can run that binary: avoid it on a\n")
+	fmt.Printf("                machine with other users.\n")
 }
 
 func listPaths(label, what string, paths []string) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,7 +11,10 @@ import (
 )
 
 func runUnmount(args []string) error {
-	fl := newFlags("unmount", "unmount MOUNTPOINT")
+	fl := newFlags("unmount", "unmount [-z] MOUNTPOINT")
+	var lazy bool
+	fl.BoolVar(&lazy, "z", false, "lazy: detach the mount now, even while files under it are open; it goes away when the last one is closed")
+	fl.BoolVar(&lazy, "lazy", false, "same as -z")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
 		return err
@@ -24,8 +26,14 @@ func runUnmount(args []string) error {
 	if m, _ := fs.FindMount(mp); m != mp {
 		return fail("", "%s is not a cryptpt mount", mp)
 	}
+	if lazy {
+		if err := lazyUnmount(mp); err != nil {
+			return fail("", "cannot detach %s: %v", mp, err)
+		}
+		return nil
+	}
 	if err := unmount(mp); err != nil {
-		return fail("close the files open under it (see \"fuser -vm "+mp+"\") and try again", "cannot unmount %s: %v", mp, err)
+		return fail("close the files open under it (see \"fuser -vm "+mp+"\") and try again, or detach it now with \"cryptpt unmount -z "+mp+"\"", "cannot unmount %s: %v", mp, err)
 	}
 	return nil
 }
@@ -46,12 +54,15 @@ func unmount(mp string) error {
 }
 
 // lazyUnmount detaches a busy mount; it goes away when its last user leaves.
-func lazyUnmount(mp string) {
+func lazyUnmount(mp string) error {
 	if fs.CanMount() {
-		unix.Unmount(mp, unix.MNT_DETACH)
-		return
+		return unix.Unmount(mp, unix.MNT_DETACH)
 	}
-	cmd := exec.Command("fusermount3", "-u", "-z", mp)
-	cmd.Stderr = os.Stderr
-	cmd.Run()
+	out, err := exec.Command("fusermount3", "-u", "-z", mp).CombinedOutput()
+	if err != nil {
+		if msg := strings.TrimSpace(string(out)); msg != "" {
+			return &userError{msg: msg}
+		}
+	}
+	return err
 }

@@ -16,8 +16,9 @@ const usage = `cryptpt: an encrypted home directory with native-speed plaintext 
 Usage:
   cryptpt init    [--passfile F | --extpass CMD] BACKING
   cryptpt mount   [--config C] [--passfile F | --extpass CMD] [-f] [--ro] [BACKING MOUNTPOINT]
-  cryptpt unmount MOUNTPOINT
+  cryptpt unmount [-z] MOUNTPOINT
   cryptpt status  [--json] MOUNTPOINT
+  cryptpt reload  MOUNTPOINT
   cryptpt explain [--config C] PATH...
   cryptpt passwd  [--recovery-key] BACKING
   cryptpt migrate [--dry-run] [--config C] MOUNTPOINT
@@ -40,6 +41,7 @@ func commands() []command {
 		{"unmount", runUnmount},
 		{"umount", runUnmount},
 		{"status", runStatus},
+		{"reload", runReload},
 		{"explain", runExplain},
 		{"passwd", runPasswd},
 		{"migrate", runMigrate},

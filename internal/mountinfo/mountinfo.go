@@ -13,6 +13,7 @@ type Entry struct {
 	Point  string // where it is mounted
 	FSType string // e.g. "ext4", "fuse.cryptpt"
 	Source string // e.g. "/dev/sda1", or a cryptpt vault's path
+	Super  string // superblock options, e.g. "rw,user_id=1000,group_id=1000"
 }
 
 // Read parses /proc/self/mountinfo.
@@ -42,9 +43,28 @@ func Read() ([]Entry, error) {
 			Point:  unescape(fields[4]),
 			FSType: fields[sep+1],
 			Source: unescape(fields[sep+2]),
+			Super:  superOptions(fields, sep),
 		})
 	}
 	return out, sc.Err()
+}
+
+func superOptions(fields []string, sep int) string {
+	if sep+3 < len(fields) {
+		return fields[sep+3]
+	}
+	return ""
+}
+
+// Option returns the value of the superblock option key ("user_id" in
+// "rw,user_id=1000") and whether it is there.
+func (e Entry) Option(key string) (string, bool) {
+	for _, o := range strings.Split(e.Super, ",") {
+		if k, v, _ := strings.Cut(o, "="); k == key {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // unescape undoes the kernel's octal escapes (\040 is a space).
