@@ -16,7 +16,6 @@ import (
 	"cryptpt/internal/control"
 )
 
-
 // requireRoot skips a test that switches users when not root; under
 // CRYPTPT_REQUIRE_FUSE=1 (CI runs as root) it fails instead.
 func requireRoot(t *testing.T) {
