@@ -7,12 +7,53 @@ BIN := bin/cryptpt
 TEST_DEBS := fuse3 rsync zsh
 BENCH_DEBS := fuse3 fio gocryptfs
 
-.PHONY: all build demo test test-short stress bench fuzz deps-test deps-bench lint clean
+.PHONY: all build man install uninstall demo test test-short stress bench fuzz deps-test deps-bench lint clean
+
+# Where "make install" puts things (DESTDIR for staging, as packagers do).
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+# mount(8) looks for mount.fuse.TYPE helpers only in /sbin, /sbin/fs.d and /sbin/fs.
+SBINDIR ?= /sbin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/cryptpt
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+# Every file install writes, for uninstall.
+INSTALLED = $(BINDIR)/cryptpt $(SBINDIR)/mount.fuse.cryptpt \
+	$(SYSTEMDDIR)/system/cryptpt@.service $(SYSTEMDDIR)/user/cryptpt.service \
+	$(BASHCOMPDIR)/cryptpt $(ZSHCOMPDIR)/_cryptpt $(MANDIR)/man1/cryptpt.1 \
+	$(DOCDIR)/README.md $(DOCDIR)/contrib.md $(addprefix $(DOCDIR)/,$(notdir $(wildcard docs/*.md)))
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cryptpt
+
+# The man page, from the commands' --help (scripts/manpage.sh).
+man: build
+	./scripts/manpage.sh $(BIN) $(VERSION) > bin/cryptpt.1
+
+# The units and docs name /usr/local/bin/cryptpt: rewritten to BINDIR and DOCDIR.
+FIXPATHS = sed -e 's|/usr/local/bin/cryptpt|$(BINDIR)/cryptpt|g' -e 's|/usr/local/share/doc/cryptpt|$(DOCDIR)|g'
+install: build man
+	install -Dm755 $(BIN) $(DESTDIR)$(BINDIR)/cryptpt
+	install -Dm755 contrib/mount.cryptpt $(DESTDIR)$(SBINDIR)/mount.fuse.cryptpt
+	install -d $(DESTDIR)$(SYSTEMDDIR)/system $(DESTDIR)$(SYSTEMDDIR)/user
+	$(FIXPATHS) contrib/systemd/cryptpt@.service > $(DESTDIR)$(SYSTEMDDIR)/system/cryptpt@.service
+	$(FIXPATHS) contrib/systemd/cryptpt.service > $(DESTDIR)$(SYSTEMDDIR)/user/cryptpt.service
+	chmod 644 $(DESTDIR)$(SYSTEMDDIR)/system/cryptpt@.service $(DESTDIR)$(SYSTEMDDIR)/user/cryptpt.service
+	install -Dm644 contrib/completions/cryptpt.bash $(DESTDIR)$(BASHCOMPDIR)/cryptpt
+	install -Dm644 contrib/completions/_cryptpt $(DESTDIR)$(ZSHCOMPDIR)/_cryptpt
+	install -Dm644 bin/cryptpt.1 $(DESTDIR)$(MANDIR)/man1/cryptpt.1
+	install -Dm644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -Dm644 contrib/README.md $(DESTDIR)$(DOCDIR)/contrib.md
+	install -m644 docs/*.md $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 # Install missing Debian packages (as root, or through sudo).
 define apt_install
