@@ -22,6 +22,7 @@ Usage:
   cryptpt passwd  [--recovery-key] BACKING
   cryptpt migrate [--dry-run] [--config C] MOUNTPOINT
   cryptpt fsck    [--passfile F | --extpass CMD] [--repair] BACKING
+  cryptpt home    init|abort|mount|unmount|pam [OPTIONS] USER
   cryptpt version
 
 Run "cryptpt COMMAND --help" for a command's options.
@@ -43,6 +44,7 @@ func commands() []command {
 		{"passwd", runPasswd},
 		{"migrate", runMigrate},
 		{"fsck", runFsck},
+		{"home", runHome},
 		{"version", runVersion},
 	}
 }
