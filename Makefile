@@ -4,7 +4,7 @@ GO ?= go
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := bin/cryptpt
 # Debian packages the tests and benchmarks use; installed when missing.
-TEST_DEBS := fuse3 rsync zsh
+TEST_DEBS := fuse3 rsync zsh pamtester
 BENCH_DEBS := fuse3 fio gocryptfs
 
 .PHONY: all build man install uninstall demo test test-short stress bench fuzz deps-test deps-bench lint clean
@@ -20,11 +20,13 @@ DOCDIR ?= $(PREFIX)/share/doc/cryptpt
 SYSTEMDDIR ?= $(PREFIX)/lib/systemd
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+# pam-auth-update(8) reads profiles only from here, whatever PREFIX is.
+PAMCONFIGDIR ?= /usr/share/pam-configs
 # Every file install writes, for uninstall.
 INSTALLED = $(BINDIR)/cryptpt $(SBINDIR)/mount.fuse.cryptpt \
 	$(SYSTEMDDIR)/system/cryptpt@.service $(SYSTEMDDIR)/user/cryptpt.service \
 	$(BASHCOMPDIR)/cryptpt $(ZSHCOMPDIR)/_cryptpt $(MANDIR)/man1/cryptpt.1 \
-	$(DOCDIR)/README.md $(DOCDIR)/contrib.md $(addprefix $(DOCDIR)/,$(notdir $(wildcard docs/*.md)))
+	$(PAMCONFIGDIR)/cryptpt $(DOCDIR)/README.md $(DOCDIR)/contrib.md $(addprefix $(DOCDIR)/,$(notdir $(wildcard docs/*.md)))
 
 all: build
 
@@ -47,11 +49,17 @@ install: build man
 	install -Dm644 contrib/completions/cryptpt.bash $(DESTDIR)$(BASHCOMPDIR)/cryptpt
 	install -Dm644 contrib/completions/_cryptpt $(DESTDIR)$(ZSHCOMPDIR)/_cryptpt
 	install -Dm644 bin/cryptpt.1 $(DESTDIR)$(MANDIR)/man1/cryptpt.1
+	install -d $(DESTDIR)$(PAMCONFIGDIR)
+	$(FIXPATHS) contrib/pam/cryptpt > $(DESTDIR)$(PAMCONFIGDIR)/cryptpt
+	chmod 644 $(DESTDIR)$(PAMCONFIGDIR)/cryptpt
 	install -Dm644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -Dm644 contrib/README.md $(DESTDIR)$(DOCDIR)/contrib.md
 	install -m644 docs/*.md $(DESTDIR)$(DOCDIR)/
 
 uninstall:
+	@# An enabled PAM profile must leave the stack before its file goes.
+	@if [ -z "$(DESTDIR)" ] && [ -f $(PAMCONFIGDIR)/cryptpt ] && command -v pam-auth-update >/dev/null; then \
+		echo "pam-auth-update --remove cryptpt"; DEBIAN_FRONTEND=noninteractive pam-auth-update --remove cryptpt; fi
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 

@@ -27,14 +27,14 @@ Passwords come from the terminal (no echo), \fB\-\-passfile\fR FILE or \fB\-\-ex
 .SH COMMANDS
 ROFF
 cmds=$("$bin" --help 2>&1 | awk '/^  cryptpt /{ if (!seen[$2]++) print $2 }')
-for c in $cmds; do
-	[ "$c" = version ] && continue
-	help=$("$bin" "$c" --help 2>&1 || true)
-	printf '.SS %s\n' "$c"
-	printf '%s\n' "$help" | awk '
+# helptoroff renders the --help of one command as a man page section.
+helptoroff() {
+	awk '
 		function esc(s) { gsub(/\\/, "\\e", s); gsub(/-/, "\\-", s); if (s ~ /^[.'"'"']/) s = "\\&" s; return s }
 		/^Usage: / { sub(/^Usage: /, ""); print ".B " esc($0); print ".PP"; next }
-		/^Options:/ { opts = 1; next }
+		/^Usage:$/ { next }
+		/^Options:/ { next }
+		/^  cryptpt / { s = $0; sub(/^  /, "", s); print esc(s); print ".br"; next }
 		/^  -/ {
 			s = $0; sub(/^  /, "", s)
 			desc = ""
@@ -47,9 +47,20 @@ for c in $cmds; do
 			next
 		}
 		/^    \t/ { s = $0; sub(/^    \t/, "", s); print esc(s); next }
-		/^$/ { next }
-		{ print esc($0); print ".PP" }
+		/^$/ { print ".PP"; next }
+		{ print esc($0) }
 	'
+}
+for c in $cmds; do
+	[ "$c" = version ] && continue
+	help=$("$bin" "$c" --help 2>&1 || true)
+	printf '.SS %s\n' "$c"
+	printf '%s\n' "$help" | helptoroff
+	# Subcommands, listed as "  cryptpt CMD SUB ..." in the command's help.
+	for sub in $(printf '%s\n' "$help" | awk -v c="$c" '$1 == "cryptpt" && $2 == c && $3 ~ /^[a-z]+$/ { print $3 }'); do
+		printf '.SS "%s %s"\n' "$c" "$sub"
+		"$bin" "$c" "$sub" --help 2>&1 | helptoroff || true
+	done
 done
 cat <<'ROFF'
 .SH FILES

@@ -35,6 +35,7 @@ func TestInstall(t *testing.T) {
 				prefix + "/share/man/man1/cryptpt.1":                  0o644,
 				prefix + "/share/doc/cryptpt/README.md":               0o644,
 				prefix + "/share/doc/cryptpt/contrib.md":              0o644,
+				"/usr/share/pam-configs/cryptpt":                      0o644,
 			}
 			docs, _ := filepath.Glob("../docs/*.md")
 			for _, d := range docs {
@@ -57,11 +58,11 @@ func TestInstall(t *testing.T) {
 			if out, err := exec.Command(dest+prefix+"/bin/cryptpt", "version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "cryptpt ") {
 				t.Errorf("installed cryptpt version: %v %s", err, out)
 			}
-			for _, unit := range []string{"/lib/systemd/system/cryptpt@.service", "/lib/systemd/user/cryptpt.service"} {
-				data, err := os.ReadFile(dest + prefix + unit)
+			for _, unit := range []string{prefix + "/lib/systemd/system/cryptpt@.service", prefix + "/lib/systemd/user/cryptpt.service", "/usr/share/pam-configs/cryptpt"} {
+				data, err := os.ReadFile(dest + unit)
 				must(t, err)
-				if !strings.Contains(string(data), "ExecStart="+prefix+"/bin/cryptpt mount") {
-					t.Errorf("%s: ExecStart does not name %s/bin/cryptpt", unit, prefix)
+				if !strings.Contains(string(data), " "+prefix+"/bin/cryptpt home pam") && !strings.Contains(string(data), "ExecStart="+prefix+"/bin/cryptpt mount") {
+					t.Errorf("%s does not run %s/bin/cryptpt", unit, prefix)
 				}
 				if prefix != "/usr/local" && strings.Contains(string(data), "/usr/local/") {
 					t.Errorf("%s still names /usr/local", unit)
@@ -122,6 +123,15 @@ func checkManPage(t *testing.T, page string) {
 			t.Errorf("man page has no section for %s", cmd)
 		}
 		_, help, _ := cryptpt(cmd, "--help")
+		// A command with subcommands lists them as "  cryptpt CMD SUB".
+		subRe := regexp.MustCompile(`(?m)^  cryptpt ` + cmd + ` +(\w+)`)
+		for _, sub := range subRe.FindAllStringSubmatch(help, -1) {
+			if !strings.Contains(roff, ".SS \""+cmd+" "+sub[1]+"\"\n") {
+				t.Errorf("man page has no section for %s %s", cmd, sub[1])
+			}
+			_, subHelp, _ := cryptpt(cmd, sub[1], "--help")
+			help += subHelp
+		}
 		nflags := 0
 		for _, f := range flagRe.FindAllStringSubmatch(help, -1) {
 			if !strings.Contains(roff, `\fB--`+f[1]+`\fR`) {

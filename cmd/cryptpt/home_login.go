@@ -34,8 +34,9 @@ import (
 //     /run/cryptpt/USER.sessions. The key stays while sessions are open.
 //   - close_session: drop the session (and any whose process is gone); when
 //     none is left, unmount and forget the key.
-//   - password (expose_authtok: the new password on stdin): rewrap the key
-//     under the new login password, with the kept key.
+//
+// A changed login password is picked up at the next authentication while a
+// session is open (rewrapAtAuth).
 //
 // The daemon runs as the user, with no capabilities, mounting through
 // fusermount3.
@@ -311,6 +312,10 @@ func runHomeUnmount(args []string) error {
 // encrypted home. Its messages go to syslog (authpriv), one line each, never
 // with the password.
 func runHomePAM(args []string) error {
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "-help") {
+		fmt.Fprint(os.Stderr, "Usage: cryptpt home pam\n\nThe pam_exec hook of the pam-auth-update profile \"cryptpt\": PAM_TYPE auth and password read\nthe password on stdin (expose_authtok); open_session mounts the home, close_session of the\nlast session unmounts it. Users without an encrypted home are left alone.\n")
+		return errHelp
+	}
 	if len(args) != 0 {
 		return &userError{msg: "home pam takes no arguments (PAM_TYPE and PAM_USER come from pam_exec)", code: exitUsage}
 	}
@@ -341,8 +346,11 @@ func runHomePAM(args []string) error {
 		}
 		defer clear(pw)
 		v, err := keys.Open(h.vault, pw)
+		if errors.Is(err, keys.ErrWrongPassword) {
+			return rewrapAtAuth(h, pw, logf)
+		}
 		if err != nil {
-			logf("the login password of %s does not open the encrypted home %s: %v", name, h.vault, err)
+			logf("cannot open the encrypted home %s of %s: %v", h.vault, name, err)
 			return &userError{code: exitError}
 		}
 		defer v.Wipe()
@@ -384,25 +392,32 @@ func runHomePAM(args []string) error {
 			logf("the home of %s is detached; open files keep its daemon until they are closed", name)
 		}
 		return nil
-	case "password":
-		pw, err := readAuthtok()
-		if err != nil {
-			return err
-		}
-		defer clear(pw)
-		k, err := keptKey(name)
-		if err != nil {
-			logf("the encrypted home of %s still opens with the old password (it was not unlocked): run \"cryptpt passwd %s\"", name, h.vault)
-			return &userError{code: exitError}
-		}
-		defer clear(k[:])
-		if err := keys.SetPasswordWithKey(h.vault, k, pw); err != nil {
-			logf("cannot change the password of the encrypted home of %s: %v", name, err)
-			return &userError{code: exitError}
-		}
-		logf("the encrypted home of %s now opens with the new login password", name)
-		return nil
 	}
+	return nil
+}
+
+// rewrapAtAuth handles a login password that does not open the vault. The
+// hook runs after the primary module (pam_unix) accepted it, so it is the
+// current login password: if a session of the user still holds the key, the
+// password was changed during that session (passwd, a desktop's settings),
+// and the vault is rewrapped under it now, at the first authentication after
+// the change (sudo, the screen locker, the next login). Debian's pam_exec
+// hands no password to the password stack (expose_authtok is auth-only in
+// Linux-PAM 1.5), so this is where a change is seen.
+func rewrapAtAuth(h *homeLayout, pw []byte, logf func(string, ...any)) error {
+	k, err := keptKey(h.user.Username)
+	if err != nil {
+		logf("the login password of %s does not open the encrypted home %s, which stays locked: "+
+			"if the password was changed while logged out, run \"cryptpt passwd %s\" with the old one (or --recovery-key)",
+			h.user.Username, h.vault, h.vault)
+		return &userError{code: exitError}
+	}
+	defer clear(k[:])
+	if err := keys.SetPasswordWithKey(h.vault, k, pw); err != nil {
+		logf("cannot rewrap the encrypted home of %s under the new login password: %v", h.user.Username, err)
+		return &userError{code: exitError}
+	}
+	logf("the login password of %s changed: the encrypted home now opens with the new one", h.user.Username)
 	return nil
 }
 
