@@ -22,8 +22,10 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 # pam-auth-update(8) reads profiles only from here, whatever PREFIX is.
 PAMCONFIGDIR ?= /usr/share/pam-configs
+# The passthrough helper; cryptpt looks for it in ../lib/cryptpt from its own directory.
+HELPERDIR ?= $(PREFIX)/lib/cryptpt
 # Every file install writes, for uninstall.
-INSTALLED = $(BINDIR)/cryptpt $(SBINDIR)/mount.fuse.cryptpt \
+INSTALLED = $(BINDIR)/cryptpt $(HELPERDIR)/cryptpt-ptreg $(SBINDIR)/mount.fuse.cryptpt \
 	$(SYSTEMDDIR)/system/cryptpt@.service $(SYSTEMDDIR)/user/cryptpt.service \
 	$(BASHCOMPDIR)/cryptpt $(ZSHCOMPDIR)/_cryptpt $(MANDIR)/man1/cryptpt.1 \
 	$(PAMCONFIGDIR)/cryptpt $(DOCDIR)/README.md $(DOCDIR)/contrib.md $(addprefix $(DOCDIR)/,$(notdir $(wildcard docs/*.md)))
@@ -32,6 +34,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cryptpt
+	$(GO) build -trimpath -o bin/cryptpt-ptreg ./cmd/cryptpt-ptreg
 
 # The man page, from the commands' --help (scripts/manpage.sh).
 man: build
@@ -41,6 +44,10 @@ man: build
 FIXPATHS = sed -e 's|/usr/local/bin/cryptpt|$(BINDIR)/cryptpt|g' -e 's|/usr/local/share/doc/cryptpt|$(DOCDIR)|g'
 install: build man
 	install -Dm755 $(BIN) $(DESTDIR)$(BINDIR)/cryptpt
+	install -Dm755 bin/cryptpt-ptreg $(DESTDIR)$(HELPERDIR)/cryptpt-ptreg
+	@# Its one capability (a package's postinst would do this instead).
+	@setcap cap_sys_admin+ep $(DESTDIR)$(HELPERDIR)/cryptpt-ptreg 2>/dev/null || \
+		echo "note: no capability set; for passthrough run: setcap cap_sys_admin+ep $(HELPERDIR)/cryptpt-ptreg"
 	install -Dm755 contrib/mount.cryptpt $(DESTDIR)$(SBINDIR)/mount.fuse.cryptpt
 	install -d $(DESTDIR)$(SYSTEMDDIR)/system $(DESTDIR)$(SYSTEMDDIR)/user
 	$(FIXPATHS) contrib/systemd/cryptpt@.service > $(DESTDIR)$(SYSTEMDDIR)/system/cryptpt@.service
@@ -61,7 +68,7 @@ uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -f $(PAMCONFIGDIR)/cryptpt ] && command -v pam-auth-update >/dev/null; then \
 		echo "pam-auth-update --remove cryptpt"; DEBIAN_FRONTEND=noninteractive pam-auth-update --remove cryptpt; fi
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+	-rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(HELPERDIR) 2>/dev/null
 
 # Install missing Debian packages (as root, or through sudo).
 define apt_install

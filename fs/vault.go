@@ -51,6 +51,9 @@ type Options struct {
 	// concurrent renames and unlinks of files being written, close() can
 	// return EIO from the kernel's writeback path (TestConcurrentDirOps).
 	Writeback bool
+	// Ptreg, for a daemon without CAP_SYS_ADMIN, is the path of
+	// cryptpt-ptreg, which registers passthrough backing files for it.
+	Ptreg string
 }
 
 // vault is the state shared by every node of one mount.

@@ -27,6 +27,7 @@ func TestInstall(t *testing.T) {
 			}
 			want := map[string]fs.FileMode{
 				prefix + "/bin/cryptpt":                               0o755,
+				prefix + "/lib/cryptpt/cryptpt-ptreg":                 0o755,
 				"/sbin/mount.fuse.cryptpt":                            0o755,
 				prefix + "/lib/systemd/system/cryptpt@.service":       0o644,
 				prefix + "/lib/systemd/user/cryptpt.service":          0o644,
@@ -66,6 +67,12 @@ func TestInstall(t *testing.T) {
 				}
 				if prefix != "/usr/local" && strings.Contains(string(data), "/usr/local/") {
 					t.Errorf("%s still names /usr/local", unit)
+				}
+			}
+			if getcap, err := exec.LookPath("getcap"); err == nil && os.Geteuid() == 0 {
+				out, _ := exec.Command(getcap, dest+prefix+"/lib/cryptpt/cryptpt-ptreg").CombinedOutput()
+				if !strings.Contains(string(out), "cap_sys_admin=ep") {
+					t.Errorf("the installed helper lacks cap_sys_admin=ep: %s", out)
 				}
 			}
 			checkManPage(t, dest+prefix+"/share/man/man1/cryptpt.1")

@@ -279,6 +279,7 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		Debug:            mf.debug,
 		Writeback:        mf.writeback,
 		SharedStorage:    mf.sharedStorage,
+		Ptreg:            passthroughHelper(),
 	})
 	if err != nil {
 		hint := ""

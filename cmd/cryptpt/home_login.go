@@ -161,6 +161,9 @@ func mountHome(h *homeLayout, master *[32]byte) error {
 	cmd.Dir = "/"
 	cmd.Env = []string{daemonEnv + "=1", "HOME=" + h.home, "USER=" + h.user.Username, "LOGNAME=" + h.user.Username,
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	if p := os.Getenv("CRYPTPT_PTREG"); p != "" {
+		cmd.Env = append(cmd.Env, "CRYPTPT_PTREG="+p) // a helper elsewhere than beside cryptpt
+	}
 	cmd.ExtraFiles = []*os.File{keyR, rdyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setsid:     true,
