@@ -4,7 +4,7 @@ GO ?= go
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := bin/cryptpt
 # Debian packages the tests and benchmarks use; installed when missing.
-TEST_DEBS := fuse3 rsync zsh pamtester
+TEST_DEBS := fuse3 rsync zsh pamtester libcap2-bin
 BENCH_DEBS := fuse3 fio gocryptfs
 
 .PHONY: all build man install uninstall demo test test-short stress bench fuzz deps-test deps-bench lint clean

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -172,9 +173,23 @@ func TestPAM(t *testing.T) {
 		}
 	}
 
+	// The helper beside cryptpt, where the daemon of a PAM login finds it
+	// (make install puts it in ../lib/cryptpt); no test runs in parallel.
+	besides := filepath.Join(filepath.Dir(binary), "cryptpt-ptreg")
+	buildHelperAt(t, besides)
+	t.Cleanup(func() { os.Remove(besides) })
+
 	login("pam-old-pw")
 	if got := u.asUser(t, "cat ~/secret", nil); got != string(u.canary) {
 		t.Errorf("~/secret after login reads %q, want the canary", got)
+	}
+	// A plaintext Videos/ file is served by passthrough, through the helper.
+	u.asUser(t, "cat ~/Videos/film.mkv > /dev/null", nil)
+	var st cfs.Status
+	must(t, json.Unmarshal([]byte(u.asUser(t, binary+" status --json ~", nil)), &st))
+	if !st.PassthroughActive || !strings.Contains(st.PassthroughReason, "via helper") || st.PlainOpensPassthrough < 1 {
+		t.Errorf("Videos/film.mkv after a PAM login: passthrough %v (%s), %d passthrough opens",
+			st.PassthroughActive, st.PassthroughReason, st.PlainOpensPassthrough)
 	}
 	if hits := vaultContains(t, u.vault(), u.canary); len(hits) > 0 {
 		t.Errorf("canary in the vault: %v", hits)

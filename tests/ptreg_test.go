@@ -20,21 +20,27 @@ import (
 // gives it its one capability, as make install does.
 func buildHelper(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: setcap")
-	}
 	dir, err := os.MkdirTemp("", "cryptpt-ptreg-")
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	must(t, os.Chmod(dir, 0o755))
 	helper := filepath.Join(dir, "cryptpt-ptreg")
-	if out, err := exec.Command("go", "build", "-o", helper, "../cmd/cryptpt-ptreg").CombinedOutput(); err != nil {
+	buildHelperAt(t, helper)
+	return helper
+}
+
+// buildHelperAt builds cryptpt-ptreg at path and sets its capability.
+func buildHelperAt(t *testing.T, path string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: setcap")
+	}
+	if out, err := exec.Command("go", "build", "-o", path, "../cmd/cryptpt-ptreg").CombinedOutput(); err != nil {
 		t.Fatalf("build cryptpt-ptreg: %v\n%s", err, out)
 	}
-	if out, err := exec.Command("setcap", "cap_sys_admin+ep", helper).CombinedOutput(); err != nil {
+	if out, err := exec.Command("setcap", "cap_sys_admin+ep", path).CombinedOutput(); err != nil {
 		t.Fatalf("setcap: %v\n%s", err, out)
 	}
-	return helper
 }
 
 // TestHomePtreg mounts an encrypted home with its daemon running as the user
