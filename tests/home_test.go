@@ -16,7 +16,7 @@ import (
 )
 
 // homeUser is a throwaway account with a home directory, made for a test
-// (these tests run as root and change /etc/passwd, /home and /run/cryptpt;
+// (these tests run as root and change /etc/passwd, /home and /run/cryptpt-home;
 // each removes what it made).
 type homeUser struct {
 	name, home, base, pwfile string
@@ -57,8 +57,8 @@ func newHomeUser(t *testing.T, name, pw, homeDir string) *homeUser {
 			os.RemoveAll(filepath.Join(u.base, name+suffix))
 		}
 		os.Remove(u.base)
-		os.Remove("/run/cryptpt/" + name + ".key")
-		os.Remove("/run/cryptpt/" + name + ".sessions")
+		os.Remove("/run/cryptpt-home/" + name + ".key")
+		os.Remove("/run/cryptpt-home/" + name + ".sessions")
 	})
 	chpw := exec.Command("chpasswd")
 	chpw.Stdin = strings.NewReader(name + ":" + pw + "\n")

@@ -136,7 +136,7 @@ func TestPAM(t *testing.T) {
 	}
 	enablePAMProfile(t)
 	uid, _ := strconv.Atoi(strings.TrimSpace(u.asUser(t, "id -u", nil)))
-	keyFile := "/run/cryptpt/" + u.name + ".key"
+	keyFile := "/run/cryptpt-home/" + u.name + ".key"
 
 	// A wrong password logs in nobody and mounts nothing.
 	if out, err := pamtester("login", u.name, "wrong password\n", "authenticate", "open_session"); err == nil {

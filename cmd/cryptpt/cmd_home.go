@@ -75,7 +75,7 @@ type homeLayout struct {
 	staging  string // base/USER.mnt: where init mounts the vault while copying
 	orig     string // base/USER.orig: the original home, between swap and removal
 	log      string // base/USER.log: the daemon's log where there is no syslog
-	sessions string // /run/cryptpt/USER.sessions: the PAM sessions of USER
+	sessions string // /run/cryptpt-home/USER.sessions: the PAM sessions of USER
 }
 
 func lookupHome(name string) (*homeLayout, error) {
@@ -106,7 +106,7 @@ func lookupHome(name string) (*homeLayout, error) {
 }
 
 // homeRunDir holds the session lists (tmpfs: gone at reboot, as sessions are).
-const homeRunDir = "/run/cryptpt"
+const homeRunDir = "/run/cryptpt-home"
 
 func requireRoot(what string) error {
 	if os.Geteuid() != 0 {

@@ -31,7 +31,7 @@ import (
 //     (sudo, a screen locker, polkit) must not mount anything.
 //   - open_session: mount the vault over the home with the kept key if it is
 //     not mounted, and add the session (the PAM application's pid) to
-//     /run/cryptpt/USER.sessions. The key stays while sessions are open.
+//     /run/cryptpt-home/USER.sessions. The key stays while sessions are open.
 //   - close_session: drop the session (and any whose process is gone); when
 //     none is left, unmount and forget the key.
 //
@@ -44,7 +44,7 @@ import (
 // keyTimeout bounds how long a key unwrapped at auth waits for its session.
 const keyTimeout = 2 * time.Minute
 
-// The key unwrapped at auth is kept for the session in /run/cryptpt/USER.key
+// The key unwrapped at auth is kept for the session in /run/cryptpt-home/USER.key
 // (tmpfs, root's, 0600 in a 0700 directory): 8 bytes of expiry (Unix
 // seconds, big-endian; 0 = while sessions are open), then the 32-byte key.
 // It holds nothing the daemon of the mounted home does not hold in memory
