@@ -200,6 +200,14 @@ func TestPAM(t *testing.T) {
 	if st, err := os.Stat(keyFile); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("key kept for the session: %v %v", st, err)
 	}
+	// An authentication during the session (sudo, a screen unlock) leaves
+	// the key kept for the session, not for two minutes.
+	if out, err := pamtester("login", u.name, "pam-old-pw\n", "authenticate"); err != nil {
+		t.Fatalf("pamtester authenticate during the session: %v\n%s", err, out)
+	}
+	if key, err := os.ReadFile(keyFile); err != nil || len(key) != 40 || !bytes.Equal(key[:8], make([]byte, 8)) {
+		t.Errorf("the session's key got an expiry from a second authentication")
+	}
 
 	// The login password changes while logged in (passwd; chpasswd here);
 	// the next authentication (a screen unlock, sudo) rewraps the vault key.

@@ -111,6 +111,19 @@ func keptKey(user string) (*[32]byte, error) {
 
 func forgetKey(user string) { os.Remove(keyFile(user)) }
 
+// keyPinned reports whether a key is kept for user without expiry, that is
+// for open sessions.
+func keyPinned(user string) bool {
+	f, err := os.Open(keyFile(user))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var exp [8]byte
+	n, _ := io.ReadFull(f, exp[:])
+	return n == len(exp) && binary.BigEndian.Uint64(exp[:]) == 0
+}
+
 // homeReady reports whether h is a finished encrypted home.
 func homeReady(h *homeLayout) bool {
 	return exists(filepath.Join(h.vault, keys.ConfigName)) && !exists(h.state)
@@ -357,7 +370,11 @@ func runHomePAM(args []string) error {
 			return &userError{code: exitError}
 		}
 		defer v.Wipe()
-		if err := keepKey(name, v.Master(), keyTimeout); err != nil {
+		timeout := keyTimeout
+		if keyPinned(name) {
+			timeout = 0 // a session holds it (sudo, a screen unlock): keep it so
+		}
+		if err := keepKey(name, v.Master(), timeout); err != nil {
 			logf("cannot keep the key of %s: %v", name, err)
 			return &userError{code: exitError}
 		}
