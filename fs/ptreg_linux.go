@@ -18,7 +18,9 @@ import (
 // ptHelper is the client of cmd/cryptpt-ptreg, the small program holding
 // CAP_SYS_ADMIN that registers passthrough backing files for a daemon that
 // holds no capability (its protocol is described there). Calls are
-// serialized; go-fuse makes them under its own backing lock anyway.
+// serialized; go-fuse makes them under its own backing lock anyway. If the
+// helper dies, registering fails with EIO and go-fuse serves the rest of
+// the mount's plaintext opens through the daemon.
 type ptHelper struct {
 	mu   sync.Mutex
 	sock int
@@ -131,6 +133,10 @@ type helperCallbacks struct {
 	*fuse.Server
 	h *ptHelper
 }
+
+var _ = (gofs.ServerCallbacks)((*helperCallbacks)(nil))
+var _ = (backingRegistrar)((*helperCallbacks)(nil))
+var _ = (backingRegistrar)((*fuse.Server)(nil))
 
 func (c *helperCallbacks) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) {
 	if c.h == nil {
