@@ -29,9 +29,7 @@ type homeUser struct {
 func newHomeUser(t *testing.T, name, pw, homeDir string) *homeUser {
 	t.Helper()
 	cfs.RequireFUSE(t)
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates users")
-	}
+	requireRoot(t)
 	exec.Command("userdel", "-r", name).Run()
 	args := []string{"-m", "-s", "/bin/sh"}
 	if homeDir != "" {
@@ -77,6 +75,15 @@ func newHomeUser(t *testing.T, name, pw, homeDir string) *homeUser {
 		ln -s secret link; mkfifo fifo; : > empty
 		touch -d 2001-02-03 docs/deep/er/also-secret; chmod 750 docs/deep`, video, string(u.canary))
 	return u
+}
+
+// requireRoot skips a test that creates users, mounts tmpfs or sets file
+// capabilities, unless it runs as root (as make test and CI do).
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates users, mounts, sets capabilities")
+	}
 }
 
 func bytesHex(b []byte) []byte {
@@ -146,6 +153,7 @@ func emptyDir(t *testing.T, dir string) bool {
 // this machine 0600) for the test.
 func openFuse(t *testing.T) {
 	t.Helper()
+	requireRoot(t)
 	st, err := os.Stat("/dev/fuse")
 	must(t, err)
 	must(t, os.Chmod("/dev/fuse", 0o666))
@@ -270,6 +278,7 @@ func TestHomeAbort(t *testing.T) {
 // second copy of the home, before creating anything.
 func TestHomeFreeSpace(t *testing.T) {
 	cfs.RequireFUSE(t)
+	requireRoot(t)
 	dir := t.TempDir()
 	for p := dir; p != os.TempDir(); p = filepath.Dir(p) {
 		os.Chmod(p, 0o755) // the user must reach its home

@@ -20,6 +20,7 @@ import (
 // gives it its one capability, as make install does.
 func buildHelper(t *testing.T) string {
 	t.Helper()
+	requireRoot(t)
 	dir, err := os.MkdirTemp("", "cryptpt-ptreg-")
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
@@ -32,9 +33,7 @@ func buildHelper(t *testing.T) string {
 // buildHelperAt builds cryptpt-ptreg at path and sets its capability.
 func buildHelperAt(t *testing.T, path string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: setcap")
-	}
+	requireRoot(t)
 	if out, err := exec.Command("go", "build", "-o", path, "../cmd/cryptpt-ptreg").CombinedOutput(); err != nil {
 		t.Fatalf("build cryptpt-ptreg: %v\n%s", err, out)
 	}
