@@ -28,9 +28,11 @@ const cacheTimeout = 5 * time.Second
 
 // Mount is a live cryptpt mount.
 type Mount struct {
-	server *fuse.Server
-	v      *vault
-	root   *node
+	server    *fuse.Server
+	v         *vault
+	root      *node
+	registrar backingRegistrar // the server, or the passthrough helper
+	helper    *ptHelper        // nil without one
 }
 
 // MountVault mounts the vault described by o at mountpoint and returns once
@@ -106,7 +108,7 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	root.ino.Store(rootSt.Ino)
 	// The umask is applied by umaskFS, which knows about default ACLs.
 	mo.ExtraCapabilities |= fuse.CAP_DONT_MASK
-	server, err := mountRaw(mountpoint, root, &gofs.Options{
+	gopts := &gofs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
@@ -115,14 +117,31 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		// Mode 0 is a mode like any other (go-fuse would show it as 0644).
 		NullPermissions: true,
 		Logger:          v.log,
-	})
+	}
+	var server *fuse.Server
+	var helper *helperCallbacks
+	var helperErr error
+	if v.usesHelper() {
+		server, helper, helperErr = mountWithHelper(mountpoint, root, gopts, o.Ptreg)
+		if server == nil {
+			err = helperErr
+		}
+	} else {
+		server, err = mountRaw(mountpoint, root, gopts)
+	}
 	if err != nil {
 		v.close()
 		return nil, err
 	}
-	m := &Mount{server: server, v: v, root: root}
+	m := &Mount{server: server, v: v, root: root, registrar: server}
+	if helper != nil {
+		m.registrar, m.helper = helper, helper.h
+	}
 	v.touch()
 	m.probePassthrough()
+	if helperErr != nil && !v.opts.NoPassthrough {
+		v.setPassthrough(false, fmt.Sprintf("the passthrough helper %s failed: %v", o.Ptreg, helperErr))
+	}
 	return m, nil
 }
 
@@ -176,7 +195,13 @@ func (v *vault) useWriteback() bool {
 	if v.opts.NoWriteback || v.opts.SharedStorage {
 		return false
 	}
-	return !v.policy().HasPlaintextRules() || v.opts.NoPassthrough || !CanMount()
+	return !v.policy().HasPlaintextRules() || v.opts.NoPassthrough || (!CanMount() && !v.usesHelper())
+}
+
+// usesHelper reports whether backing files go through cryptpt-ptreg: a
+// daemon without CAP_SYS_ADMIN that was given one.
+func (v *vault) usesHelper() bool {
+	return v.opts.Ptreg != "" && !CanMount() && !v.opts.NoPassthrough
 }
 
 // probePassthrough finds out whether the kernel takes backing files from this
@@ -208,14 +233,17 @@ func (m *Mount) probePassthrough() {
 		return
 	}
 	defer unix.Close(fd)
-	id, errno := m.server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
-	switch errno {
-	case 0:
-		m.server.UnregisterBackingFd(id)
+	id, errno := m.registrar.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
+	switch {
+	case errno == 0 && m.helper != nil:
+		m.registrar.UnregisterBackingFd(id)
+		v.setPassthrough(true, "kernel passthrough active, passthrough via helper (cryptpt-ptreg)")
+	case errno == 0:
+		m.registrar.UnregisterBackingFd(id)
 		v.setPassthrough(true, "kernel passthrough active")
-	case syscall.EPERM:
+	case errno == syscall.EPERM:
 		v.setPassthrough(false, "the daemon lacks CAP_SYS_ADMIN, which the kernel requires to register passthrough files")
-	case syscall.ELOOP:
+	case errno == syscall.ELOOP:
 		v.setPassthrough(false, "the vault sits on a stacked filesystem deeper than the kernel's passthrough stacking limit")
 	default:
 		v.setPassthrough(false, fmt.Sprintf("the kernel refused a passthrough backing file: %v", errno))
@@ -237,6 +265,9 @@ func (m *Mount) Idle() time.Duration {
 // Wait blocks until the filesystem is unmounted.
 func (m *Mount) Wait() {
 	m.server.Wait()
+	if m.helper != nil {
+		m.helper.close()
+	}
 	m.v.close()
 }
 

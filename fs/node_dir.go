@@ -24,8 +24,7 @@ func (n *node) sealSymlink(name string, target []byte) (string, syscall.Errno) {
 }
 
 // openSymlink decrypts the stored target of the encrypted symlink name in
-// directory n: sealed in the vault's format, or in format 1 where the vault
-// was upgraded from it.
+// directory n, sealed in either format (see openXattr).
 func (n *node) openSymlink(name string, stored []byte) ([]byte, error) {
 	sealed, err := base64.RawURLEncoding.DecodeString(string(stored))
 	if err != nil {
@@ -35,7 +34,7 @@ func (n *node) openSymlink(name string, stored []byte) ([]byte, error) {
 	if errno != 0 {
 		return nil, errno
 	}
-	for _, version := range []uint16{n.v.format(), crypt.FormatV1} {
+	for _, version := range formatsToTry(n.v.format()) {
 		var target []byte
 		if target, err = n.v.opts.Keys.OpenMeta(sealed, crypt.SymlinkAD(version, iv, name)); err == nil {
 			return target, nil

@@ -129,11 +129,12 @@ func (n *node) xattrAD(version uint16, attr string, create bool) ([]byte, syscal
 	return crypt.XattrAD(version, attr, id), 0
 }
 
-// openXattr decrypts a sealed value of attr on n: sealed in the vault's
-// format, or in format 1 where the vault was upgraded from it.
+// openXattr decrypts a sealed value of attr on n, sealed in either format:
+// format 1 in a vault upgraded from it, format 2 (which binds more) by a
+// newer cryptpt in a format-1 vault.
 func (n *node) openXattr(attr string, sealed []byte) ([]byte, syscall.Errno) {
 	var err error
-	for _, version := range []uint16{n.v.format(), crypt.FormatV1} {
+	for _, version := range formatsToTry(n.v.format()) {
 		ad, errno := n.xattrAD(version, attr, false)
 		if errno != 0 {
 			return nil, errno
@@ -142,13 +143,19 @@ func (n *node) openXattr(attr string, sealed []byte) ([]byte, syscall.Errno) {
 		if value, err = n.v.opts.Keys.OpenMeta(sealed, ad); err == nil {
 			return value, 0
 		}
-		if version == crypt.FormatV1 {
-			break
-		}
 	}
 	n.v.stats.authFailures.Add(1)
 	n.v.logf("xattr %q of %s fails authentication: %v", attr, n.v.entryName(n), err)
 	return nil, syscall.EIO
+}
+
+// formatsToTry lists the formats a sealed value may be in, the vault's
+// first.
+func formatsToTry(vault uint16) []uint16 {
+	if vault == crypt.FormatV1 {
+		return []uint16{crypt.FormatV1, crypt.FormatVersion}
+	}
+	return []uint16{vault, crypt.FormatV1}
 }
 
 // fileID returns the file ID of an encrypted regular file, from its header

@@ -62,6 +62,9 @@ type Options struct {
 	// "find MOUNTPOINT -inum N" turns back into a path for whoever may
 	// see it, and a log readable by others (syslog) learns no names.
 	LogNames bool
+	// Ptreg, for a daemon without CAP_SYS_ADMIN, is the path of
+	// cryptpt-ptreg, which registers passthrough backing files for it.
+	Ptreg string
 }
 
 // vault is the state shared by every node of one mount.

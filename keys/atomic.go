@@ -69,6 +69,16 @@ func writeConfig(dir string, data []byte, exclusive bool, hook hookFunc) (err er
 	if err := check(stepCreate); err != nil {
 		return err
 	}
+	// A replaced config keeps its owner: root changing the password of a
+	// user's vault (a login password change through PAM) must not leave a
+	// config the user's own daemon cannot read.
+	if old, err := os.Lstat(dst); err == nil {
+		if st, ok := old.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+				return err
+			}
+		}
+	}
 	if _, err := f.Write(data); err != nil {
 		return err
 	}

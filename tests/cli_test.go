@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,24 +150,6 @@ func TestSignalUnmounts(t *testing.T) {
 	}
 }
 
-// waitExited waits until process pid is gone or a zombie, so that what a
-// test checks next does not depend on how fast the kernel tears it down.
-func waitExited(t *testing.T, pid int) {
-	t.Helper()
-	for i := 0; i < 1000; i++ {
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return
-		}
-		_, after, _ := strings.Cut(string(st), ") ")
-		if strings.HasPrefix(after, "Z") {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("process %d still alive 10 s after SIGKILL", pid)
-}
-
 func waitMounted(t *testing.T, mnt string, want bool) {
 	t.Helper()
 	for i := 0; i < 300; i++ {
@@ -291,7 +272,7 @@ func TestKilledDaemon(t *testing.T) {
 	must(t, os.WriteFile(v.path("f"), []byte("kept"), 0o644))
 	pid := v.status(t).PID
 	must(t, syscall.Kill(pid, syscall.SIGKILL))
-	waitExited(t, pid)
+	waitGone(t, pid)
 	expectFail(t, "daemon of "+v.mnt+" is gone", "status", v.mnt)
 	expectFail(t, "already a mount point", "mount", "--config", v.config, "--passfile", v.pwfile, v.backing, v.mnt)
 	run(t, "unmount", v.mnt)

@@ -270,12 +270,34 @@ func waitGone(t *testing.T, pid int) {
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 			return
 		}
-		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(data), ") Z ") {
+		if allZombies(pid) {
 			return // a zombie holds no mount
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("daemon %d still alive after SIGKILL", pid)
+}
+
+// allZombies reports whether every thread of process pid has exited. The
+// thread group leader turns zombie before the other threads are done, and
+// the process's files (the FUSE connection, the control socket) close only
+// with the last of them.
+func allZombies(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	for _, task := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		_, state, _ := strings.Cut(string(data), ") ")
+		if !strings.HasPrefix(state, "Z") && !strings.HasPrefix(state, "X") {
+			return false
+		}
+	}
+	return true
 }
 
 // detach lazily unmounts a mount whose daemon died.

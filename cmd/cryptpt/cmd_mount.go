@@ -310,6 +310,7 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		NoWriteback:      !mf.writeback,
 		SharedStorage:    mf.sharedStorage,
 		LogNames:         mf.logNames,
+		Ptreg:            passthroughHelper(),
 	})
 	said := stopCapture()
 	if err != nil {

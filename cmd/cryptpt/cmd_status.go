@@ -68,6 +68,9 @@ func printStatus(st *control.Status) {
 	}
 	if st.PassthroughActive {
 		fmt.Printf("passthrough:  active: plaintext files are read and written by the kernel at native speed\n")
+		if strings.Contains(st.PassthroughReason, "via helper") {
+			fmt.Printf("              passthrough via helper (cryptpt-ptreg); the daemon itself holds no capability\n")
+		}
 	} else {
 		fmt.Printf("passthrough:  off: %s\n", st.PassthroughReason)
 		fmt.Printf("              plaintext files are served by the daemon (no crypto, but slower).\n")

@@ -24,6 +24,7 @@ Usage:
   cryptpt migrate [--dry-run] [--config C] MOUNTPOINT
   cryptpt fsck    [--passfile F | --extpass CMD] [--repair] BACKING
   cryptpt info    BACKING
+  cryptpt home    init|abort|mount|unmount|pam [OPTIONS] USER
   cryptpt version
 
 Run "cryptpt COMMAND --help" for a command's options.
@@ -47,6 +48,7 @@ func commands() []command {
 		{"migrate", runMigrate},
 		{"fsck", runFsck},
 		{"info", runInfo},
+		{"home", runHome},
 		{"version", runVersion},
 	}
 }
