@@ -77,7 +77,6 @@ func newHomeUser(t *testing.T, name, pw, homeDir string) *homeUser {
 	return u
 }
 
-
 func bytesHex(b []byte) []byte {
 	const digits = "0123456789abcdef"
 	out := make([]byte, 0, 2*len(b))
