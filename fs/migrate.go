@@ -241,7 +241,7 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 	if errno != 0 {
 		return errno
 	}
-	if errno := n.copyXattrs(src, dst, hdr); errno != 0 {
+	if errno := n.copyXattrs(src, st.Size, dst, hdr); errno != 0 {
 		return errno
 	}
 	if unix.Geteuid() == 0 {
@@ -349,15 +349,24 @@ func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHd
 }
 
 // copyXattrs copies extended attributes, re-sealing user.* values: opened
-// as n's (the source, still in its current mode), and sealed to dst's
-// header when converting to encrypted (hdr not nil).
-func (n *node) copyXattrs(src, dst *os.File, hdr *crypt.Header) syscall.Errno {
+// with the header of src (srcSize bytes) when it is encrypted (hdr nil),
+// sealed to dst's header hdr when converting to encrypted. The caller holds
+// n.contentMu, so src's header is read here, not through fileID.
+func (n *node) copyXattrs(src *os.File, srcSize int64, dst *os.File, hdr *crypt.Header) syscall.Errno {
 	names, err := listXattrNames(int(src.Fd()))
 	if err != nil {
 		if err == unix.ENOTSUP {
 			return 0
 		}
 		return toErrno(err)
+	}
+	srcID := new([16]byte) // an empty encrypted file has no header
+	if hdr == nil && srcSize > 0 {
+		h, errno := n.readHeader(src, srcSize)
+		if errno != 0 {
+			return errno
+		}
+		srcID = &h.ID
 	}
 	for _, attr := range names {
 		val, err := fgetxattrAll(int(src.Fd()), attr)
@@ -367,7 +376,7 @@ func (n *node) copyXattrs(src, dst *os.File, hdr *crypt.Header) syscall.Errno {
 		if strings.HasPrefix(attr, "user.") {
 			if hdr == nil {
 				var errno syscall.Errno
-				if val, errno = n.openXattr(attr, val); errno != 0 {
+				if val, errno = n.openXattrOf(attr, val, srcID); errno != 0 {
 					return errno
 				}
 			} else {

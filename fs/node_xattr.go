@@ -110,37 +110,46 @@ func (n *node) sealsXattr(attr string) bool {
 }
 
 // xattrAD returns the associated data of attr's value on n in the given
-// format: format 2 binds it to the entry (crypt.XattrAD), so with create
-// an empty file gets a header to carry its ID.
+// format: format 2 binds it to the entry (entryID), so with create an
+// empty file gets a header to carry its ID.
 func (n *node) xattrAD(version uint16, attr string, create bool) ([]byte, syscall.Errno) {
 	if version == crypt.FormatV1 {
 		return crypt.XattrAD(version, attr, nil), 0
 	}
-	var id *[16]byte
-	var errno syscall.Errno
-	if n.StableAttr().Mode == syscall.S_IFDIR {
-		id, errno = n.dirIV(create)
-	} else {
-		id, errno = n.fileID(create)
-	}
+	id, errno := n.entryID(create)
 	if errno != 0 {
 		return nil, errno
 	}
 	return crypt.XattrAD(version, attr, id), 0
 }
 
-// openXattr decrypts a sealed value of attr on n, sealed in either format:
-// format 1 in a vault upgraded from it, format 2 (which binds more) by a
-// newer cryptpt in a format-1 vault.
+// entryID returns what the format-2 xattr values of n are bound to: a
+// directory's IV, a regular file's ID (see fileID).
+func (n *node) entryID(create bool) (*[16]byte, syscall.Errno) {
+	if n.StableAttr().Mode == syscall.S_IFDIR {
+		return n.dirIV(create)
+	}
+	return n.fileID(create)
+}
+
+// openXattr decrypts a sealed value of attr on n (see openXattrOf).
 func (n *node) openXattr(attr string, sealed []byte) ([]byte, syscall.Errno) {
+	id, errno := n.entryID(false)
+	if errno != 0 {
+		return nil, errno
+	}
+	return n.openXattrOf(attr, sealed, id)
+}
+
+// openXattrOf decrypts a sealed value of attr of the entry whose ID (see
+// entryID) is id, sealed in either format: format 1 in a vault upgraded
+// from it, format 2 (which binds more) by a newer cryptpt in a format-1
+// vault.
+func (n *node) openXattrOf(attr string, sealed []byte, id *[16]byte) ([]byte, syscall.Errno) {
 	var err error
 	for _, version := range formatsToTry(n.v.format()) {
-		ad, errno := n.xattrAD(version, attr, false)
-		if errno != 0 {
-			return nil, errno
-		}
 		var value []byte
-		if value, err = n.v.opts.Keys.OpenMeta(sealed, ad); err == nil {
+		if value, err = n.v.opts.Keys.OpenMeta(sealed, crypt.XattrAD(version, attr, id)); err == nil {
 			return value, 0
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // setPolicy rewrites the vault's config with a new plaintext list.
@@ -189,5 +191,37 @@ func TestMigrateResolvesTwins(t *testing.T) {
 		if got, err := os.ReadFile(v.path(name)); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s after migrate: %v", name, err)
 		}
+	}
+}
+
+// TestMigrateKeepsXattrs converts a file with user.* xattrs to plaintext and
+// back: the values survive both ways (sealed to the file's ID when
+// encrypted, as they are when plaintext).
+func TestMigrateKeepsXattrs(t *testing.T) {
+	v := newCLIVault(t)
+	v.mount(t)
+	for _, name := range []string{"f", "empty"} {
+		data := []byte("content of " + name)
+		if name == "empty" {
+			data = nil
+		}
+		must(t, os.WriteFile(v.path(name), data, 0o644))
+		must(t, unix.Setxattr(v.path(name), "user.tag", []byte("tag of "+name), 0))
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, name := range []string{"f", "empty"} {
+			buf := make([]byte, 64)
+			n, err := unix.Getxattr(v.path(name), "user.tag", buf)
+			if err != nil || string(buf[:n]) != "tag of "+name {
+				t.Errorf("%s: %s user.tag = %q, %v", when, name, buf[:max(n, 0)], err)
+			}
+		}
+	}
+	for _, policy := range []string{`"/**"`, ""} {
+		v.setPolicy(t, policy)
+		run(t, "reload", v.mnt)
+		run(t, "migrate", v.mnt)
+		check("after migrating to policy [" + policy + "]")
 	}
 }
