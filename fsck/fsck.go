@@ -347,7 +347,11 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			hasDirIV = true
 		}
 	}
-	iv := c.dirIV(fd, vpath, self, hasDirIV, hasEncrypted)
+	// An encrypted directory always has an IV (the mount refuses to make a
+	// new one for it), even while it holds no encrypted entry yet.
+	ownKind := crypt.Classify(path.Base(vpath))
+	encDir := vpath != "" && (ownKind == crypt.Encrypted || ownKind == crypt.Long)
+	iv := c.dirIV(fd, vpath, self, hasDirIV, hasEncrypted || encDir)
 	if vpath == "" {
 		c.rootIV, c.rootIVAbsent = iv, !hasDirIV && !hasEncrypted
 	}

@@ -294,6 +294,14 @@ func TestMissingDirIVIsNotReplaced(t *testing.T) {
 	if !strings.Contains(tv.Log(), "directory IV") {
 		t.Errorf("nothing logged:\n%s", tv.Log())
 	}
+	// fsck reports both, the empty one too.
+	tv.Unmount(t)
+	pw := filepath.Join(t.TempDir(), "pw")
+	must(t, os.WriteFile(pw, []byte("test password\n"), 0o600))
+	out, errOut, code := cryptpt("fsck", "--passfile", pw, tv.Backing)
+	if code != 3 || strings.Count(out+errOut, crypt.DirIVName+" is missing") != 2 {
+		t.Errorf("fsck: exit %d, want 3 and both missing IVs reported\n%s%s", code, out, errOut)
+	}
 }
 
 // openTo755 lets other users traverse dir and the directories above it up
