@@ -38,10 +38,11 @@ type MigrateResult struct {
 // the mount's running policy gives that path, and only to that one: the
 // caller cannot choose the mode. The path is resolved through the node tree,
 // one lookup per component, as the kernel would; entries the mount hides
-// cannot be named. Errors are syscall.Errno values: EBUSY for a file open
+// cannot be named. progress, if not nil, is called with the plaintext
+// bytes copied so far while a file is converted. Errors are syscall.Errno values: EBUSY for a file open
 // elsewhere, EMLINK for one with several hard links, EROFS on a read-only
 // mount, EINVAL for the root or a path with "..".
-func (m *Mount) Migrate(rel string) (MigrateResult, error) {
+func (m *Mount) Migrate(rel string, progress func(done int64)) (MigrateResult, error) {
 	res := MigrateResult{Path: rel}
 	clean := strings.TrimPrefix(path.Clean("/"+rel), "/")
 	if clean == "" || clean != strings.TrimSuffix(strings.TrimPrefix(rel, "/"), "/") {
@@ -71,7 +72,7 @@ func (m *Mount) Migrate(rel string) (MigrateResult, error) {
 	isDir := cur.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR
 	wantEnc := !m.v.policy().Decide(clean, isDir).Plaintext
 	res.From, res.To = modeName(cur.isEnc()), modeName(wantEnc)
-	if errno := cur.migrate(ctx, res.To); errno != 0 {
+	if errno := cur.migrate(ctx, res.To, progress); errno != 0 {
 		return res, errno
 	}
 	res.Converted = res.From != res.To

@@ -25,7 +25,7 @@ import (
 // old entry, or both (the next migrate removes the stale twin). Files open
 // elsewhere (EBUSY) or with several hard links (EMLINK) are refused: a
 // passthrough handle would keep writing to the replaced backing file.
-func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
+func (n *node) migrate(ctx context.Context, value string, progress func(done int64)) syscall.Errno {
 	var wantEnc bool
 	switch value {
 	case "encrypted":
@@ -93,7 +93,7 @@ func (n *node) migrate(ctx context.Context, value string) syscall.Errno {
 	}
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
-		errno = n.convertFile(pfd, curStored, newStored, &st, wantEnc)
+		errno = n.convertFile(pfd, curStored, newStored, &st, wantEnc, progress)
 	case syscall.S_IFLNK:
 		errno = n.convertSymlink(p, name, pfd, curStored, newStored, wantEnc)
 	default:
@@ -206,7 +206,7 @@ func (n *node) readTarget(p *node, name string, dirfd int, stored string, enc bo
 
 // convertFile writes a copy of a file in the other mode and puts it in
 // place of the original. The caller holds the parent's treeMu shared.
-func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Stat_t, wantEnc bool) syscall.Errno {
+func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Stat_t, wantEnc bool, progress func(int64)) syscall.Errno {
 	if n.openCount() > 0 {
 		return syscall.EBUSY
 	}
@@ -237,7 +237,7 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 			unix.Unlinkat(pfd, tmp, 0)
 		}
 	}()
-	hdr, errno := n.copyContent(src, dst, st.Size, wantEnc)
+	hdr, errno := n.copyContent(src, dst, st.Size, wantEnc, progress)
 	if errno != 0 {
 		return errno
 	}
@@ -275,9 +275,9 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 // copyContent copies plaintext bytes from src (in the current mode) to dst
 // (in the wanted mode), 1 MiB at a time. Converting to encrypted, it returns
 // the header dst got.
-func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool) (*crypt.Header, syscall.Errno) {
+func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool, progress func(int64)) (*crypt.Header, syscall.Errno) {
 	var writeHdr crypt.Header
-	errno := n.copyBytes(src, dst, srcSize, wantEnc, &writeHdr)
+	errno := n.copyBytes(src, dst, srcSize, wantEnc, &writeHdr, progress)
 	if errno != 0 || !wantEnc {
 		return nil, errno
 	}
@@ -296,7 +296,7 @@ func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool) (*cry
 	return &writeHdr, 0
 }
 
-func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHdr *crypt.Header) syscall.Errno {
+func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHdr *crypt.Header, progress func(int64)) syscall.Errno {
 	buf := make([]byte, 1<<20)
 	var readHdr *crypt.Header
 	var plainSize int64 = srcSize
@@ -344,6 +344,9 @@ func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHd
 			return toErrno(err)
 		}
 		off += int64(cnt)
+		if progress != nil {
+			progress(off)
+		}
 	}
 	return 0
 }

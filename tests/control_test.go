@@ -155,12 +155,12 @@ func TestControlRefusesOtherUsers(t *testing.T) {
 	c, err := control.Dial(v.mnt)
 	must(t, err)
 	defer c.Close()
-	res, err := c.Migrate("shared/secret")
+	res, err := c.Migrate("shared/secret", nil)
 	must(t, err)
 	if res.To != cfs.ModeEncrypted || res.Converted {
 		t.Errorf("migrate of an entry stored as the policy says: %+v", res)
 	}
-	if _, err := c.Migrate("shared/../../etc"); err == nil {
+	if _, err := c.Migrate("shared/../../etc", nil); err == nil {
 		t.Error("migrate of a path with .. was accepted")
 	}
 }

@@ -73,7 +73,9 @@ func runMigrate(args []string) error {
 	var done int64
 	var converted, skipped, encrypted int
 	for _, m := range todo {
-		res, err := daemon.Migrate(m.rel)
+		res, err := daemon.Migrate(m.rel, func(inFile int64) {
+			bar.update(done+min(inFile, m.size), int64(converted+skipped))
+		})
 		done += m.size
 		bar.update(done, int64(converted+skipped+1))
 		switch {

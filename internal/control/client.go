@@ -132,6 +132,12 @@ func Dial(mountpoint string) (*Client, error) {
 func (c *Client) Close() error { return c.conn.Close() }
 
 func (c *Client) call(req Request) (*Response, error) {
+	return c.callWithProgress(req, nil)
+}
+
+// callWithProgress is call that hands the Progress lines before the answer
+// to progress.
+func (c *Client) callWithProgress(req Request, progress func(int64)) (*Response, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -139,13 +145,22 @@ func (c *Client) call(req Request) (*Response, error) {
 	if _, err := c.conn.Write(append(data, '\n')); err != nil {
 		return nil, fmt.Errorf("send to the daemon: %w", err)
 	}
-	line, err := c.r.ReadBytes('\n')
-	if err != nil {
-		return nil, fmt.Errorf("the daemon did not answer: %w", err)
-	}
 	var resp Response
-	if err := json.Unmarshal(line, &resp); err != nil {
-		return nil, fmt.Errorf("unreadable answer from the daemon: %w", err)
+	for {
+		line, err := c.r.ReadBytes('\n')
+		if err != nil {
+			return nil, fmt.Errorf("the daemon did not answer: %w", err)
+		}
+		resp = Response{}
+		if err := json.Unmarshal(line, &resp); err != nil {
+			return nil, fmt.Errorf("unreadable answer from the daemon: %w", err)
+		}
+		if resp.Progress == nil {
+			break
+		}
+		if progress != nil {
+			progress(*resp.Progress)
+		}
 	}
 	if resp.Error != "" {
 		if resp.Error == ErrDenied.Error() {
@@ -170,8 +185,8 @@ func (c *Client) Status() (*Status, error) {
 
 // Migrate asks the daemon to convert the entry at rel (relative to the mount
 // root) to the mode its running policy gives the path.
-func (c *Client) Migrate(rel string) (*fs.MigrateResult, error) {
-	resp, err := c.call(Request{Op: OpMigrate, Path: rel})
+func (c *Client) Migrate(rel string, progress func(done int64)) (*fs.MigrateResult, error) {
+	resp, err := c.callWithProgress(Request{Op: OpMigrate, Path: rel}, progress)
 	if err != nil {
 		return nil, err
 	}

@@ -45,11 +45,11 @@ func TestRoundTrip(t *testing.T) {
 	if st.Mountpoint != tv.Mnt || st.PID != os.Getpid() || len(st.Policy) != 1 || st.Policy[0] != "media/" || st.Log != "test" {
 		t.Errorf("status: %+v", st)
 	}
-	res, err := c.Migrate("doc")
+	res, err := c.Migrate("doc", nil)
 	if err != nil || res.Converted || res.To != fs.ModeEncrypted {
 		t.Errorf("migrate doc: %+v, %v", res, err)
 	}
-	if _, err := c.Migrate("missing"); !errors.Is(err, syscall.ENOENT) {
+	if _, err := c.Migrate("missing", nil); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("migrate of a missing entry: %v, want ENOENT", err)
 	}
 	if _, err := c.Reload(); err == nil || err.Error() != "no file" {
@@ -104,7 +104,7 @@ func TestMigrateUnvisitedPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	res, err := c.Migrate("media/sub/f")
+	res, err := c.Migrate("media/sub/f", nil)
 	if err != nil || !res.Converted || res.From != fs.ModePlaintext || res.To != fs.ModeEncrypted {
 		t.Fatalf("migrate media/sub/f: %+v, %v", res, err)
 	}
@@ -123,4 +123,42 @@ func mustPolicy(t *testing.T, patterns ...string) *config.Policy {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestMigrateProgress: converting a large file sends progress lines before
+// the answer, rising to the file's size, so migrate's bar moves inside it.
+func TestMigrateProgress(t *testing.T) {
+	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"media/"}})
+	newServer(t, tv)
+	if err := os.Mkdir(tv.Path("media"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const size = 3*progressEvery + 12345
+	if err := os.WriteFile(tv.Path("media/big"), make([]byte, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Encrypted first, where the policy says plaintext: migrate converts it.
+	tv.Mount.SetPolicy(mustPolicy(t))
+	c, err := Dial(tv.Mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Migrate("media/big", nil); err != nil {
+		t.Fatal(err)
+	}
+	tv.Mount.SetPolicy(mustPolicy(t, "media/"))
+	var seen []int64
+	res, err := c.Migrate("media/big", func(done int64) { seen = append(seen, done) })
+	if err != nil || !res.Converted {
+		t.Fatalf("migrate: %+v, %v", res, err)
+	}
+	if len(seen) < 3 {
+		t.Fatalf("%d progress lines for a %d-byte file: %v", len(seen), size, seen)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] <= seen[i-1] || seen[i] > size {
+			t.Fatalf("progress not rising within the file: %v", seen)
+		}
+	}
 }

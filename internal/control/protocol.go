@@ -4,7 +4,8 @@
 // (/run/cryptpt for root), named from a hash of the mountpoint. The daemon
 // checks each peer with SO_PEERCRED and lets in only its own uid (the
 // mount's owner) and root. Messages are JSON, one Request line answered by
-// one Response line; this file is the whole protocol.
+// one Response line (a migrate of a file may send Progress lines first);
+// this file is the whole protocol.
 //
 // The package never touches the vault itself; the daemon's fs.Mount does.
 package control
@@ -34,6 +35,10 @@ type Request struct {
 type Response struct {
 	Error string `json:"error,omitempty"` // one line for the user; "" on success
 	Errno int    `json:"errno,omitempty"` // the syscall.Errno behind Error, if any
+
+	// Progress, on the lines before OpMigrate's answer, is how many bytes
+	// of the file have been converted so far.
+	Progress *int64 `json:"progress,omitempty"`
 
 	Status  *Status           `json:"status,omitempty"`
 	Migrate *fs.MigrateResult `json:"migrate,omitempty"`

@@ -157,7 +157,7 @@ func (s *Server) handle(c *net.UnixConn) {
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			resp = errResponse(fmt.Errorf("unreadable request: %v", err))
 		} else {
-			resp = s.answer(req)
+			resp = s.answer(req, func(r Response) { enc.Encode(r) })
 		}
 		if enc.Encode(resp) != nil {
 			return
@@ -165,14 +165,24 @@ func (s *Server) handle(c *net.UnixConn) {
 	}
 }
 
-func (s *Server) answer(req Request) Response {
+// progressEvery is how many converted bytes pass between two Progress lines.
+const progressEvery = 8 << 20
+
+// answer answers req; send writes an interim line (migrate's progress).
+func (s *Server) answer(req Request, send func(Response)) Response {
 	switch req.Op {
 	case OpStatus:
 		st := &Status{Status: s.Mount.Status(), Log: s.Log, Socket: s.path}
 		st.ConfigFile, st.ConfigMissing = s.Config()
 		return Response{Status: st}
 	case OpMigrate:
-		res, err := s.Mount.Migrate(req.Path)
+		var sent int64
+		res, err := s.Mount.Migrate(req.Path, func(done int64) {
+			if done-sent >= progressEvery {
+				sent = done
+				send(Response{Progress: &done})
+			}
+		})
 		if err != nil {
 			return errResponse(err)
 		}
