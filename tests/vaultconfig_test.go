@@ -209,6 +209,29 @@ func TestEditedConfigRefused(t *testing.T) {
 	run(t, "fsck", "--passfile", v.pwfile, v.backing)
 }
 
+// TestKDFFlagsRangeChecked: --kdf-* values outside the bounds every config
+// is read with are refused with one line, instead of wrapping around in a
+// conversion to 32 bits (--kdf-memory 4294975488 was stored as 8192).
+func TestKDFFlagsRangeChecked(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	must(t, os.WriteFile(pw, []byte("a long passphrase here\n"), 0o600))
+	for i, flags := range [][]string{
+		{"--kdf-memory", "4294975488"},
+		{"--kdf-memory", "8192"},
+		{"--kdf-memory", "4194305"},
+		{"--kdf-time", "1"},
+		{"--kdf-time", "4294967298"},
+		{"--kdf-time", "1025"},
+	} {
+		vault := filepath.Join(dir, "v"+string(rune('a'+i)))
+		expectFail(t, flags[0]+" "+flags[1]+" is out of range", append(append([]string{"init", "--passfile", pw}, flags...), vault)...)
+		if _, err := os.Stat(filepath.Join(vault, keys.ConfigName)); err == nil {
+			t.Errorf("init %v wrote a vault config", flags)
+		}
+	}
+}
+
 // TestGoldenVaultV1PasswdUpgrades: a password change of the golden format-1
 // vault writes a format-2 config with at least the default KDF (before, it
 // kept version 1 and the vault's KDF parameters); its files still read as
