@@ -71,17 +71,15 @@ func (p KDFParams) atLeast(q KDFParams) bool {
 	return p.Time >= q.Time && p.MemoryKiB >= q.MemoryKiB
 }
 
-// MeasureKDF estimates how long one Argon2id run with p takes on this
-// machine, the cost of one password guess: it times one pass over p's
-// memory with p's threads and multiplies by p.Time (the cost is linear in
-// the passes), so that the estimate itself stays cheap.
+// MeasureKDF runs Argon2id once with p (on a dummy password) and returns
+// how long it took: the cost of one password guess on this machine.
 func MeasureKDF(p KDFParams) time.Duration {
 	var salt [SaltSize]byte
 	start := time.Now()
-	k := argon2.IDKey([]byte("cryptpt measure"), salt[:], 1, p.MemoryKiB, p.Threads, KeySize)
+	k := passwordKey([]byte("cryptpt measure"), &salt, p)
 	d := time.Since(start)
-	clear(k)
-	return d * time.Duration(p.Time)
+	clear(k[:])
+	return d
 }
 
 // passwordKey derives the 32-byte password wrapping key with Argon2id.

@@ -24,6 +24,7 @@ func runInit(args []string) error {
 	if err != nil {
 		return err
 	}
+	src.newKDF = params
 	if len(pos) != 1 {
 		return usageError(fl, "init takes one argument, the vault directory")
 	}
