@@ -135,7 +135,7 @@ setup() {
 	case "$c" in
 	native) return ;;
 	cryptpt-*)
-		"$CRYPTPT" init --passfile "$PW" --kdf-time 1 --kdf-memory 8192 "$d/vault" >/dev/null
+		"$CRYPTPT" init --passfile "$PW" --kdf-time 2 --kdf-memory 19456 "$d/vault" >/dev/null
 		local cfg=plain.toml extra=()
 		# The writeback cache is on by default wherever passthrough is not
 		# used; cryptpt-enc and cryptpt-nopt measure without it.

@@ -81,6 +81,14 @@
 // key (as in gocryptfs), in format 2 each file ID has its own, and a file
 // gets a new ID whenever it is emptied and written again.
 //
+// The cost of format 2 (BenchmarkFormats, BenchmarkSmallFiles,
+// BenchmarkFileKey): the file key of a file whose key is cached (the last
+// 4096 file IDs used) is a map lookup, about 20 ns per request, within the
+// noise of a 4 KiB or 128 KiB read or write; a file ID not in the cache
+// costs one HKDF-SHA256 and an AES-256 key schedule, about 4-5 us, paid on
+// a file's first block (about 5 us more for each new small file, next to
+// the tens of microseconds of the FUSE round trip that creates it).
+//
 // # Entry names
 //
 // Each directory holds a file [DirIVName] ("~~diriv") with [DirIVSize] = 16

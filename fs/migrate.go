@@ -215,12 +215,23 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 	}
 	n.contentMu.Lock()
 	defer n.contentMu.Unlock()
-	sfd, err := unix.Openat(pfd, curStored, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// O_NONBLOCK and the check after the open: the name may have been
+	// replaced in the vault since st was taken, and a FIFO or device
+	// swapped in is never waited on or read, nor another file.
+	sfd, err := unix.Openat(pfd, curStored, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return toErrno(err)
 	}
 	src := os.NewFile(uintptr(sfd), curStored)
 	defer src.Close()
+	var now unix.Stat_t
+	if err := unix.Fstat(sfd, &now); err != nil {
+		return toErrno(err)
+	}
+	if now.Mode&unix.S_IFMT != unix.S_IFREG || now.Ino != st.Ino || now.Dev != st.Dev {
+		n.v.logf("not migrated: %s was replaced in the vault during migrate (now mode %o)", n.v.entryName(n), now.Mode)
+		return syscall.EIO
+	}
 	tmp, err := crypt.TempName()
 	if err != nil {
 		return toErrno(err)

@@ -24,11 +24,16 @@ const ConfigName = "~~vault.toml"
 // may be deleted.
 const TempPrefix = "~~t"
 
-// Format and Version are the values of the top-level "format" and "version"
-// keys this package writes and accepts.
+// Format is the value of the top-level "format" key. Version is the config
+// version Create and every password change write; VersionV1 is the first
+// one, still read. Version 2 binds the KDF parameters and salt to the
+// password wrap and authenticates the whole config with a MAC under a key
+// derived from the master key (see doc.go); its vaults write content format
+// 2. A password change or reset of a version-1 config writes version 2.
 const (
-	Format  = "cryptpt-vault"
-	Version = 1
+	Format    = "cryptpt-vault"
+	Version   = 2
+	VersionV1 = 1
 )
 
 // Algorithm is the only accepted value of kdf.algorithm.
@@ -45,17 +50,33 @@ type Config struct {
 	Salt         [SaltSize]byte // Argon2id salt for the password wrap
 	PasswordWrap [WrapSize]byte // master key wrapped under the Argon2id key
 	RecoveryWrap [WrapSize]byte // master key wrapped under the recovery key
-	Flags        []string       // feature flags; none are defined in version 1
+	MAC          [MACSize]byte  // version 2: HMAC-SHA256 of the rest under a key from the master key
+	Flags        []string       // feature flags; none are defined in versions 1 and 2
 }
 
 // supportedFlag reports whether this build understands a feature flag.
-// Version 1 defines none.
+// Versions 1 and 2 define none.
 func supportedFlag(string) bool { return false }
 
 // Load reads and parses the config file of the vault at dir, without needing
 // a password. A missing file is ErrNotVault (which also matches
 // fs.ErrNotExist).
-func Load(dir string) (*Config, error) {
+func Load(dir string) (*Config, error) { return loadConfig(dir, strict) }
+
+// kdfBounds says how parseConfig checks the KDF parameters. Load and
+// ParseConfig check them against the floor and the ceilings (strict). The
+// recovery key path does not run the KDF, and a reset replaces the
+// parameters, so it reads them leniently (any value of the field's type):
+// a config whose only fault is its KDF parameters (a downgrade, or a vault
+// made with parameters below today's floor) can still be reset.
+type kdfBounds bool
+
+const (
+	strict  kdfBounds = true
+	lenient kdfBounds = false
+)
+
+func loadConfig(dir string, bounds kdfBounds) (*Config, error) {
 	path := filepath.Join(dir, ConfigName)
 	f, err := os.Open(path)
 	if err != nil {
@@ -72,13 +93,17 @@ func Load(dir string) (*Config, error) {
 	if len(data) > maxConfigSize {
 		return nil, &CorruptError{Err: fmt.Errorf("file larger than %d bytes", maxConfigSize)}
 	}
-	return ParseConfig(data)
+	return parseConfig(data, bounds)
 }
 
 // ParseConfig parses the bytes of a vault config file. Every structural
 // problem is a *CorruptError naming the field; an unknown version or feature
 // flag is ErrVersion. The result is nil whenever the error is not.
 func ParseConfig(data []byte) (*Config, error) {
+	return parseConfig(data, strict)
+}
+
+func parseConfig(data []byte, bounds kdfBounds) (*Config, error) {
 	var raw map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
 		return nil, &CorruptError{Err: err}
@@ -97,8 +122,8 @@ func ParseConfig(data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if version != Version {
-		return nil, fmt.Errorf("%w: vault format version %d, this build reads version %d", ErrVersion, version, Version)
+	if version != VersionV1 && version != Version {
+		return nil, fmt.Errorf("%w: vault format version %d, this build reads versions %d and %d", ErrVersion, version, VersionV1, Version)
 	}
 
 	// Feature flags next, for the same reason. [features] may be absent.
@@ -144,11 +169,15 @@ func ParseConfig(data []byte) (*Config, error) {
 	if alg != Algorithm {
 		return nil, corrupt("kdf.algorithm", "not %q", Algorithm)
 	}
-	tm, err := kt.int("time", MinTime, MaxTime)
+	minT, maxT, minM, maxM := int64(MinTime), int64(MaxTime), int64(MinMemoryKiB), int64(MaxMemoryKiB)
+	if bounds == lenient {
+		minT, maxT, minM, maxM = 0, 1<<32-1, 0, 1<<32-1
+	}
+	tm, err := kt.int("time", minT, maxT)
 	if err != nil {
 		return nil, err
 	}
-	mem, err := kt.int("memory_kib", MinMemoryKiB, MaxMemoryKiB)
+	mem, err := kt.int("memory_kib", minM, maxM)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +197,11 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	if err := keyt.b64("recovery", cfg.RecoveryWrap[:]); err != nil {
 		return nil, err
+	}
+	if cfg.Version >= Version {
+		if err := keyt.b64("mac", cfg.MAC[:]); err != nil {
+			return nil, err
+		}
 	}
 	if err := keyt.unknown(); err != nil {
 		return nil, err
@@ -322,6 +356,7 @@ type fileConfig struct {
 	Keys struct {
 		Password string `toml:"password"`
 		Recovery string `toml:"recovery"`
+		MAC      string `toml:"mac,omitempty"`
 	} `toml:"keys"`
 	Features struct {
 		Flags []string `toml:"flags"`
@@ -343,6 +378,9 @@ func (c *Config) encode() ([]byte, error) {
 	f.KDF.Salt = base64.StdEncoding.EncodeToString(c.Salt[:])
 	f.Keys.Password = base64.StdEncoding.EncodeToString(c.PasswordWrap[:])
 	f.Keys.Recovery = base64.StdEncoding.EncodeToString(c.RecoveryWrap[:])
+	if c.Version >= Version {
+		f.Keys.MAC = base64.StdEncoding.EncodeToString(c.MAC[:])
+	}
 	f.Features.Flags = append([]string{}, c.Flags...)
 	var b bytes.Buffer
 	b.WriteString(configHeader)

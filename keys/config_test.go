@@ -15,22 +15,27 @@ import (
 var (
 	b64Salt = strings.Repeat("A", 43) + "=" // 32 zero bytes
 	b64Wrap = strings.Repeat("A", 80)       // 60 zero bytes
+	b64MAC  = strings.Repeat("A", 43) + "=" // 32 zero bytes
 )
 
 // configFields are the lines of a valid config, keyed by dotted field name,
 // in table order. renderConfig writes them with overrides.
 var configFields = []struct{ table, key, value string }{
 	{"", "format", `"cryptpt-vault"`},
-	{"", "version", `1`},
+	{"", "version", `2`},
 	{"kdf", "algorithm", `"argon2id"`},
-	{"kdf", "time", `1`},
-	{"kdf", "memory_kib", `8192`},
+	{"kdf", "time", `2`},
+	{"kdf", "memory_kib", `19456`},
 	{"kdf", "threads", `1`},
 	{"kdf", "salt", `"` + b64Salt + `"`},
 	{"keys", "password", `"` + b64Wrap + `"`},
 	{"keys", "recovery", `"` + b64Wrap + `"`},
+	{"keys", "mac", `"` + b64MAC + `"`},
 	{"features", "flags", `[]`},
 }
+
+// v1 overrides renderConfig's fields into a version-1 config (no MAC).
+var v1 = map[string]string{"version": "1", "keys.mac": ""}
 
 // renderConfig returns a config text; over maps "table.key" (or "key") to a
 // raw TOML value, or to "" to drop the line. extra is appended per table.
@@ -69,8 +74,12 @@ func TestParseConfigValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Version != 1 || cfg.KDF != FastKDF || len(cfg.Flags) != 0 {
+	if cfg.Version != 2 || cfg.KDF != FastKDF || len(cfg.Flags) != 0 {
 		t.Fatalf("unexpected config %+v", cfg)
+	}
+	cfg, err = ParseConfig([]byte(renderConfig(v1, nil)))
+	if err != nil || cfg.Version != 1 || cfg.MAC != ([MACSize]byte{}) {
+		t.Fatalf("version 1: %+v, %v", cfg, err)
 	}
 	// [features] may be absent.
 	text := renderConfig(nil, nil)
@@ -90,6 +99,9 @@ func TestConfigEncodeRoundTrip(t *testing.T) {
 		in.PasswordWrap[i] = byte(i * 3)
 		in.RecoveryWrap[i] = byte(i * 7)
 	}
+	for i := range in.MAC {
+		in.MAC[i] = byte(i * 5)
+	}
 	data, err := in.encode()
 	if err != nil {
 		t.Fatal(err)
@@ -99,10 +111,10 @@ func TestConfigEncodeRoundTrip(t *testing.T) {
 		t.Fatalf("%v\n%s", err, data)
 	}
 	if out.Version != in.Version || out.KDF != in.KDF || out.Salt != in.Salt ||
-		out.PasswordWrap != in.PasswordWrap || out.RecoveryWrap != in.RecoveryWrap || len(out.Flags) != 0 {
+		out.PasswordWrap != in.PasswordWrap || out.RecoveryWrap != in.RecoveryWrap || out.MAC != in.MAC || len(out.Flags) != 0 {
 		t.Fatalf("round trip mismatch:\n%+v\n%+v", in, out)
 	}
-	for _, want := range []string{"format = \"cryptpt-vault\"", "version = 1", "[kdf]", "memory_kib = 65536", "[keys]", "[features]", "flags = []"} {
+	for _, want := range []string{"format = \"cryptpt-vault\"", "version = 2", "[kdf]", "memory_kib = 65536", "[keys]", "mac = ", "[features]", "flags = []"} {
 		if !bytes.Contains(data, []byte(want)) {
 			t.Errorf("encoded config lacks %q:\n%s", want, data)
 		}
@@ -135,10 +147,13 @@ func TestParseConfigCorrupt(t *testing.T) {
 		{name: "algorithm scrypt", over: map[string]string{"kdf.algorithm": `"scrypt"`}, field: "kdf.algorithm"},
 		{name: "time missing", over: map[string]string{"kdf.time": ""}, field: "kdf.time"},
 		{name: "time 0", over: map[string]string{"kdf.time": `0`}, field: "kdf.time"},
+		{name: "time 1, below floor", over: map[string]string{"kdf.time": `1`}, field: "kdf.time"},
+		{name: "time 1, below floor, version 1", over: map[string]string{"version": "1", "keys.mac": "", "kdf.time": `1`}, field: "kdf.time"},
 		{name: "time huge", over: map[string]string{"kdf.time": `1000000`}, field: "kdf.time"},
 		{name: "time string", over: map[string]string{"kdf.time": `"1"`}, field: "kdf.time"},
 		{name: "memory 0", over: map[string]string{"kdf.memory_kib": `0`}, field: "kdf.memory_kib"},
-		{name: "memory below floor", over: map[string]string{"kdf.memory_kib": `8191`}, field: "kdf.memory_kib"},
+		{name: "memory below floor", over: map[string]string{"kdf.memory_kib": `19455`}, field: "kdf.memory_kib"},
+		{name: "memory 8 MiB, the old floor", over: map[string]string{"kdf.memory_kib": `8192`}, field: "kdf.memory_kib"},
 		{name: "memory above 4 GiB", over: map[string]string{"kdf.memory_kib": `4194305`}, field: "kdf.memory_kib"},
 		{name: "memory negative", over: map[string]string{"kdf.memory_kib": `-8192`}, field: "kdf.memory_kib"},
 		{name: "memory missing", over: map[string]string{"kdf.memory_kib": ""}, field: "kdf.memory_kib"},
@@ -162,6 +177,9 @@ func TestParseConfigCorrupt(t *testing.T) {
 		{name: "recovery bad base64", over: map[string]string{"keys.recovery": `"A"`}, field: "keys.recovery"},
 		{name: "recovery int", over: map[string]string{"keys.recovery": `7`}, field: "keys.recovery"},
 		{name: "unknown keys key", extra: map[string]string{"keys": "backup = \"x\""}, field: "keys.backup"},
+		{name: "mac missing", over: map[string]string{"keys.mac": ""}, field: "keys.mac"},
+		{name: "mac short", over: map[string]string{"keys.mac": `"AAAA"`}, field: "keys.mac"},
+		{name: "mac in version 1", over: map[string]string{"version": "1"}, field: "keys.mac"},
 		{name: "flags not array", over: map[string]string{"features.flags": `"x"`}, field: "features.flags"},
 		{name: "flags not strings", over: map[string]string{"features.flags": `[1]`}, field: "features.flags"},
 		{name: "unknown features key", extra: map[string]string{"features": "other = 1"}, field: "features.other"},
@@ -210,10 +228,10 @@ func TestParseConfigVersion(t *testing.T) {
 		name string
 		text string
 	}{
-		{"version 2", renderConfig(map[string]string{"version": "2"}, nil)},
+		{"version 3", renderConfig(map[string]string{"version": "3"}, nil)},
 		{"version 0", renderConfig(map[string]string{"version": "0"}, nil)},
 		// A newer version may have keys this one does not know: still ErrVersion.
-		{"version 2 with new keys", renderConfig(map[string]string{"version": "2", "kdf.salt": ""}, map[string]string{"kdf": "new = 1"})},
+		{"version 3 with new keys", renderConfig(map[string]string{"version": "3", "kdf.salt": ""}, map[string]string{"kdf": "new = 1"})},
 		{"unknown flag", renderConfig(map[string]string{"features.flags": `["longnames2"]`}, nil)},
 		{"unknown flag with new keys", renderConfig(map[string]string{"features.flags": `["x"]`}, map[string]string{"keys": "fido2 = \"AAAA\""})},
 	}

@@ -32,10 +32,10 @@ func TestCrashDuringRewrite(t *testing.T) {
 		run  func(dir, rk string, hook hookFunc) error
 	}{
 		{"change", func(dir, _ string, hook hookFunc) error {
-			return changePassword(dir, []byte("old"), []byte("new"), hook)
+			return changePassword(dir, []byte("old"), []byte("new"), FastKDF, hook)
 		}},
 		{"reset", func(dir, rk string, hook hookFunc) error {
-			return resetPassword(dir, rk, []byte("new"), hook)
+			return resetPassword(dir, []byte(rk), []byte("new"), FastKDF, hook)
 		}},
 	}
 	for _, op := range ops {
@@ -68,7 +68,7 @@ func TestCrashDuringRewrite(t *testing.T) {
 				if *v.Master() != master {
 					t.Fatal("master key changed")
 				}
-				if rv, err := OpenWithRecoveryKey(dir, rk); err != nil || *rv.Master() != master {
+				if rv, err := OpenWithRecoveryKey(dir, []byte(rk)); err != nil || *rv.Master() != master {
 					t.Fatalf("recovery key after crash: %v", err)
 				}
 
@@ -87,7 +87,7 @@ func TestCrashDuringRewrite(t *testing.T) {
 				if renamed {
 					cur = "new"
 				}
-				if err := ChangePassword(dir, []byte(cur), []byte("third")); err != nil {
+				if err := changePassword(dir, []byte(cur), []byte("third"), FastKDF, nil); err != nil {
 					t.Fatalf("change after crash: %v", err)
 				}
 				if _, err := Open(dir, []byte("third")); err != nil {

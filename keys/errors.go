@@ -27,6 +27,15 @@ var ErrCorrupt = errors.New("vault config corrupted")
 // cryptpt: an unsupported format version or feature flag.
 var ErrVersion = errors.New("unsupported vault format version or feature")
 
+// ErrTampered means that a version-2 vault config was changed by someone
+// without the master key: its MAC (under a key derived from the master key)
+// does not match, or its version was relabelled. A well-formed config whose
+// KDF parameters or salt were changed cannot be told from a wrong password
+// by Open (the password wrap binds them, so it just does not open); the
+// recovery key path tells it, and ResetPassword replaces what such a change
+// can reach. Errors that match it never match ErrWrongPassword.
+var ErrTampered = errors.New("vault config was altered (it does not match its authentication code)")
+
 // ErrNotVault means the directory has no vault config file. Errors that match
 // it also match fs.ErrNotExist.
 var ErrNotVault = errors.New("not a cryptpt vault (no " + ConfigName + ")")

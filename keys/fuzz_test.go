@@ -11,7 +11,8 @@ import (
 // the same values.
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(renderConfig(nil, nil)))
-	f.Add([]byte(renderConfig(map[string]string{"version": "2"}, nil)))
+	f.Add([]byte(renderConfig(map[string]string{"version": "3"}, nil)))
+	f.Add([]byte(renderConfig(v1, nil)))
 	f.Add([]byte(renderConfig(map[string]string{"kdf.salt": `"!!"`}, nil)))
 	f.Add([]byte(renderConfig(map[string]string{"features.flags": `["x"]`}, nil)))
 	f.Add([]byte(""))
@@ -43,7 +44,7 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("re-encoded config does not parse: %v\n%s", err, re)
 		}
 		if cfg2.Version != cfg.Version || cfg2.KDF != cfg.KDF || cfg2.Salt != cfg.Salt ||
-			cfg2.PasswordWrap != cfg.PasswordWrap || cfg2.RecoveryWrap != cfg.RecoveryWrap ||
+			cfg2.PasswordWrap != cfg.PasswordWrap || cfg2.RecoveryWrap != cfg.RecoveryWrap || cfg2.MAC != cfg.MAC ||
 			!slices.Equal(cfg2.Flags, cfg.Flags) {
 			t.Fatal("re-encoded config differs")
 		}
@@ -63,7 +64,7 @@ func FuzzParseRecoveryKey(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		k, err := ParseRecoveryKey(s)
+		k, err := ParseRecoveryKey([]byte(s))
 		if err != nil {
 			if !errors.Is(err, ErrRecoveryKeyTypo) {
 				t.Fatalf("error is not ErrRecoveryKeyTypo: %v", err)
@@ -73,7 +74,7 @@ func FuzzParseRecoveryKey(f *testing.F) {
 			}
 			return
 		}
-		k2, err := ParseRecoveryKey(FormatRecoveryKey(&k))
+		k2, err := ParseRecoveryKey([]byte(FormatRecoveryKey(&k)))
 		if err != nil || k2 != k {
 			t.Fatalf("canonical form does not round trip: %v", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"fmt"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -16,12 +17,13 @@ type KDFParams struct {
 }
 
 // Bounds on KDFParams, enforced by Create and by every parse of a config.
-// The floor stops a tampered config from silently downgrading the KDF; the
-// ceilings stop it from making Open hang or exhaust memory.
+// The floor is OWASP's minimum for Argon2id (19 MiB, 2 passes): a config
+// edited below it is refused as corrupt. The ceilings stop a tampered
+// config from making Open hang or exhaust memory.
 const (
-	MinMemoryKiB = 8 * 1024        // 8 MiB
+	MinMemoryKiB = 19 * 1024       // 19 MiB
 	MaxMemoryKiB = 4 * 1024 * 1024 // 4 GiB
-	MinTime      = 1
+	MinTime      = 2
 	MaxTime      = 1024
 	MinThreads   = 1
 )
@@ -42,7 +44,8 @@ const (
 //	m=64 MiB p=4 t=32:  657 ms
 //	m=64 MiB p=1 t=32: 1.38 s
 //	m=256 MiB p=2 t=8:  796 ms
-//	m=8 MiB  p=1 t=1:     4 ms   (FastKDF, tests only)
+//	m=8 MiB  p=1 t=1:     4 ms   (the floor before format 2)
+//	m=19 MiB p=1 t=2:    20 ms   (FastKDF, the floor since format 2; tests only)
 //
 // Cost is linear in t*m. With other jobs competing for the 2 cores the p=2
 // figures grew 2-5x. Slower laptops may take 1.5-2 s.
@@ -60,6 +63,23 @@ func (p KDFParams) check() (field string, err error) {
 		return "kdf.threads", fmt.Errorf("%d out of range [%d, 255]", p.Threads, MinThreads)
 	}
 	return "", nil
+}
+
+// atLeast reports whether p costs at least as much as q in both passes and
+// memory, the two parameters an offline guess pays for.
+func (p KDFParams) atLeast(q KDFParams) bool {
+	return p.Time >= q.Time && p.MemoryKiB >= q.MemoryKiB
+}
+
+// MeasureKDF runs Argon2id once with p (on a dummy password) and returns
+// how long it took: the cost of one password guess on this machine.
+func MeasureKDF(p KDFParams) time.Duration {
+	var salt [SaltSize]byte
+	start := time.Now()
+	k := passwordKey([]byte("cryptpt measure"), &salt, p)
+	d := time.Since(start)
+	clear(k[:])
+	return d
 }
 
 // passwordKey derives the 32-byte password wrapping key with Argon2id.

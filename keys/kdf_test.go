@@ -100,10 +100,12 @@ func TestKDFParamsCheck(t *testing.T) {
 		{"default", DefaultKDF, ""},
 		{"fast", FastKDF, ""},
 		{"time 0", KDFParams{0, MinMemoryKiB, 1}, "kdf.time"},
+		{"time 1, below OWASP's 2", KDFParams{1, MinMemoryKiB, 1}, "kdf.time"},
 		{"time huge", KDFParams{MaxTime + 1, MinMemoryKiB, 1}, "kdf.time"},
-		{"memory below floor", KDFParams{1, MinMemoryKiB - 1, 1}, "kdf.memory_kib"},
-		{"memory above 4 GiB", KDFParams{1, MaxMemoryKiB + 1, 1}, "kdf.memory_kib"},
-		{"threads 0", KDFParams{1, MinMemoryKiB, 0}, "kdf.threads"},
+		{"memory below floor", KDFParams{2, MinMemoryKiB - 1, 1}, "kdf.memory_kib"},
+		{"memory 8 MiB, the old floor", KDFParams{2, 8192, 1}, "kdf.memory_kib"},
+		{"memory above 4 GiB", KDFParams{2, MaxMemoryKiB + 1, 1}, "kdf.memory_kib"},
+		{"threads 0", KDFParams{2, MinMemoryKiB, 0}, "kdf.threads"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -53,10 +53,12 @@ func FormatRecoveryKey(k *[RecoveryKeySize]byte) string {
 // ParseRecoveryKey decodes the text form of a recovery key. It ignores case,
 // spaces, tabs, newlines and dashes, and reads O as 0 and I, L as 1. Any other
 // problem (length, alphabet, checksum) is ErrRecoveryKeyTypo; the message
-// never repeats the key.
-func ParseRecoveryKey(s string) ([RecoveryKeySize]byte, error) {
+// never repeats the key. It takes bytes, not a string, so that the caller
+// can wipe the text after use; it keeps no copy.
+func ParseRecoveryKey(s []byte) ([RecoveryKeySize]byte, error) {
 	var k [RecoveryKeySize]byte
 	var chars [recoveryChars]byte
+	defer clear(chars[:])
 	n := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]

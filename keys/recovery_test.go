@@ -18,7 +18,7 @@ func TestRecoveryKeyVectors(t *testing.T) {
 			if got := FormatRecoveryKey(&k); got != v[1] {
 				t.Errorf("FormatRecoveryKey = %s, want %s", got, v[1])
 			}
-			got, err := ParseRecoveryKey(v[1])
+			got, err := ParseRecoveryKey([]byte(v[1]))
 			if err != nil || got != k {
 				t.Errorf("ParseRecoveryKey = %x, %v; want %x", got, err, k)
 			}
@@ -40,7 +40,7 @@ func TestRecoveryKeyRoundTrip(t *testing.T) {
 		if strings.ContainsAny(s, "ILOU") {
 			t.Fatalf("%q uses a letter outside the Crockford alphabet", s)
 		}
-		got, err := ParseRecoveryKey(s)
+		got, err := ParseRecoveryKey([]byte(s))
 		if err != nil || got != k {
 			t.Fatalf("round trip of %q: %x, %v", s, got, err)
 		}
@@ -50,7 +50,7 @@ func TestRecoveryKeyRoundTrip(t *testing.T) {
 func TestParseRecoveryKeyLenient(t *testing.T) {
 	t.Parallel()
 	const canon = "000G-40R4-0M30-E209-185G-R38E-1W81-24GK-WYQB"
-	want, err := ParseRecoveryKey(canon)
+	want, err := ParseRecoveryKey([]byte(canon))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +67,9 @@ func TestParseRecoveryKeyLenient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseRecoveryKey(tt.in)
+			got, err := ParseRecoveryKey([]byte(tt.in))
 			if err != nil || got != want {
-				t.Fatalf("ParseRecoveryKey(%q) = %x, %v", tt.in, got, err)
+				t.Fatalf("ParseRecoveryKey([]byte(%q)) = %x, %v", tt.in, got, err)
 			}
 		})
 	}
@@ -97,7 +97,7 @@ func TestParseRecoveryKeyTypo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseRecoveryKey(tt.in)
+			got, err := ParseRecoveryKey([]byte(tt.in))
 			if !errors.Is(err, ErrRecoveryKeyTypo) {
 				t.Fatalf("err = %v, want ErrRecoveryKeyTypo", err)
 			}
@@ -131,7 +131,7 @@ func TestRecoveryChecksumCatchesSingleErrors(t *testing.T) {
 				continue
 			}
 			s[i] = crockford[j]
-			if _, err := ParseRecoveryKey(string(s)); err == nil {
+			if _, err := ParseRecoveryKey([]byte(string(s))); err == nil {
 				missed++
 			}
 		}

@@ -2,9 +2,9 @@ package keys
 
 import "testing"
 
-// FastKDF are the cheapest parameters the package accepts (8 MiB, 1 pass,
-// 1 thread, ~4 ms). They exist for tests; they are also the floor enforced on
-// every config that is read, so a tampered config cannot go lower.
+// FastKDF are the cheapest parameters the package accepts (19 MiB, 2 passes,
+// 1 thread, ~20 ms). They exist for tests; they are also the floor enforced
+// on every config that is read, so a tampered config cannot go lower.
 var FastKDF = KDFParams{Time: MinTime, MemoryKiB: MinMemoryKiB, Threads: 1}
 
 // NewTestVault creates a vault config in dir with password and FastKDF, and

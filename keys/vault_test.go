@@ -16,7 +16,7 @@ func TestCreateOpen(t *testing.T) {
 	if master == ([KeySize]byte{}) {
 		t.Fatal("zero master key")
 	}
-	if _, err := ParseRecoveryKey(rk); err != nil {
+	if _, err := ParseRecoveryKey([]byte(rk)); err != nil {
 		t.Fatalf("recovery key %q does not parse: %v", rk, err)
 	}
 
@@ -35,7 +35,7 @@ func TestCreateOpen(t *testing.T) {
 		t.Fatal("Wipe left key bytes")
 	}
 
-	v, err = OpenWithRecoveryKey(dir, strings.ToLower(rk))
+	v, err = OpenWithRecoveryKey(dir, []byte(strings.ToLower(rk)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,10 +68,10 @@ func TestOpenErrors(t *testing.T) {
 		{"wrong password", func() (*Vault, error) { return Open(dir, []byte("pW")) }, ErrWrongPassword},
 		{"empty password", func() (*Vault, error) { return Open(dir, nil) }, ErrWrongPassword},
 		{"not a vault", func() (*Vault, error) { return Open(t.TempDir(), []byte("pw")) }, ErrNotVault},
-		{"recovery key of another vault", func() (*Vault, error) { return OpenWithRecoveryKey(dir, otherRK) }, ErrWrongRecoveryKey},
-		{"recovery key typo", func() (*Vault, error) { return OpenWithRecoveryKey(dir, "X"+rk[1:]) }, ErrRecoveryKeyTypo},
-		{"recovery key truncated", func() (*Vault, error) { return OpenWithRecoveryKey(dir, rk[:len(rk)-5]) }, ErrRecoveryKeyTypo},
-		{"password as recovery key", func() (*Vault, error) { return OpenWithRecoveryKey(dir, "pw") }, ErrRecoveryKeyTypo},
+		{"recovery key of another vault", func() (*Vault, error) { return OpenWithRecoveryKey(dir, []byte(otherRK)) }, ErrWrongRecoveryKey},
+		{"recovery key typo", func() (*Vault, error) { return OpenWithRecoveryKey(dir, []byte("X"+rk[1:])) }, ErrRecoveryKeyTypo},
+		{"recovery key truncated", func() (*Vault, error) { return OpenWithRecoveryKey(dir, []byte(rk[:len(rk)-5])) }, ErrRecoveryKeyTypo},
+		{"password as recovery key", func() (*Vault, error) { return OpenWithRecoveryKey(dir, []byte("pw")) }, ErrRecoveryKeyTypo},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,10 +211,10 @@ func TestChangePassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ChangePassword(dir, []byte("wrong"), []byte("new")); !errors.Is(err, ErrWrongPassword) {
+	if err := changePassword(dir, []byte("wrong"), []byte("new"), FastKDF, nil); !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("with wrong old password: %v", err)
 	}
-	if err := ChangePassword(dir, []byte("old"), []byte("new")); err != nil {
+	if err := changePassword(dir, []byte("old"), []byte("new"), FastKDF, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir, []byte("old")); !errors.Is(err, ErrWrongPassword) {
@@ -231,7 +231,7 @@ func TestChangePassword(t *testing.T) {
 	if after.RecoveryWrap != before.RecoveryWrap || after.KDF != before.KDF {
 		t.Error("recovery wrap or KDF params changed")
 	}
-	if v, err := OpenWithRecoveryKey(dir, rk); err != nil || *v.Master() != master {
+	if v, err := OpenWithRecoveryKey(dir, []byte(rk)); err != nil || *v.Master() != master {
 		t.Fatalf("recovery key after change: %v", err)
 	}
 	assertNoTemp(t, dir)
@@ -247,15 +247,15 @@ func TestResetPassword(t *testing.T) {
 	if strings.HasSuffix(rk, "0") {
 		typo = "1"
 	}
-	if err := ResetPassword(dir, rk[:len(rk)-1]+typo, []byte("x")); !errors.Is(err, ErrRecoveryKeyTypo) && !errors.Is(err, ErrWrongRecoveryKey) {
+	if err := resetPassword(dir, []byte(rk[:len(rk)-1]+typo), []byte("x"), FastKDF, nil); !errors.Is(err, ErrRecoveryKeyTypo) && !errors.Is(err, ErrWrongRecoveryKey) {
 		t.Fatalf("bad recovery key: %v", err)
 	}
 	other := t.TempDir()
 	_, otherRK := NewTestVault(t, other, "x")
-	if err := ResetPassword(dir, otherRK, []byte("x")); !errors.Is(err, ErrWrongRecoveryKey) {
+	if err := resetPassword(dir, []byte(otherRK), []byte("x"), FastKDF, nil); !errors.Is(err, ErrWrongRecoveryKey) {
 		t.Fatalf("other vault's recovery key: %v", err)
 	}
-	if err := ResetPassword(dir, strings.ReplaceAll(rk, "-", " "), []byte("fresh")); err != nil {
+	if err := resetPassword(dir, []byte(strings.ReplaceAll(rk, "-", " ")), []byte("fresh"), FastKDF, nil); err != nil {
 		t.Fatal(err)
 	}
 	v, err := Open(dir, []byte("fresh"))
@@ -266,7 +266,7 @@ func TestResetPassword(t *testing.T) {
 		t.Fatalf("old password still opens: %v", err)
 	}
 	// The same recovery key keeps working.
-	if err := ResetPassword(dir, rk, []byte("again")); err != nil {
+	if err := resetPassword(dir, []byte(rk), []byte("again"), FastKDF, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir, []byte("again")); err != nil {
@@ -292,7 +292,7 @@ func TestErrorsHoldNoSecrets(t *testing.T) {
 		first = "Y"
 	}
 	typo := first + rk[1:]
-	_, err = OpenWithRecoveryKey(dir, typo)
+	_, err = OpenWithRecoveryKey(dir, []byte(typo))
 	if err == nil || strings.Contains(err.Error(), typo[5:20]) {
 		t.Fatalf("error %v", err)
 	}

@@ -33,7 +33,7 @@ plaintext = ["Videos/", "!Videos/private/"]
 TOML
 
 say "1. Create a vault (a cheap KDF for the demo; real vaults use ~1 s of Argon2id)"
-show cryptpt init --passfile password --kdf-time 1 --kdf-memory 8192 vault
+show cryptpt init --passfile password --kdf-time 2 --kdf-memory 19456 vault
 
 say "2. The policy, from config.toml"
 sed -n '/\[policy\]/,$p' config.toml

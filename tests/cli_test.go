@@ -38,7 +38,7 @@ func TestPasswordLifecycle(t *testing.T) {
 	for f, s := range map[string]string{pw1: "first\n", pw2: "second\n", pw3: "third\n", wrong: "nope\n"} {
 		must(t, os.WriteFile(f, []byte(s), 0o600))
 	}
-	out := run(t, "init", "--passfile", pw1, "--kdf-time", "1", "--kdf-memory", "8192", vault)
+	out := run(t, "init", "--passfile", pw1, "--kdf-time", "2", "--kdf-memory", "19456", vault)
 	var recovery string
 	for _, l := range strings.Split(out, "\n") {
 		if l = strings.TrimSpace(l); strings.Count(l, "-") >= 5 && !strings.Contains(l, " ") {

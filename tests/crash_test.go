@@ -410,7 +410,7 @@ func TestFullDisk(t *testing.T) {
 	must(t, os.Mkdir(v.mnt, 0o755))
 	must(t, os.WriteFile(v.pwfile, []byte("correct horse\n"), 0o600))
 	must(t, os.WriteFile(v.config, []byte("[policy]\nplaintext = [\"media/\"]\n"), 0o600))
-	run(t, "init", "--passfile", v.pwfile, "--kdf-time", "1", "--kdf-memory", "8192", v.backing)
+	run(t, "init", "--passfile", v.pwfile, "--kdf-time", "2", "--kdf-memory", "19456", v.backing)
 	v.mount(t)
 
 	rng := rand.New(rand.NewPCG(3, 3))

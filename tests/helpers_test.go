@@ -66,7 +66,7 @@ func newCLIVault(t *testing.T, plaintext ...string) *cliVault {
 		quoted[i] = fmt.Sprintf("%q", p)
 	}
 	must(t, os.WriteFile(v.config, []byte("[policy]\nplaintext = ["+strings.Join(quoted, ", ")+"]\n"), 0o600))
-	run(t, "init", "--passfile", v.pwfile, "--kdf-time", "1", "--kdf-memory", "8192", v.backing)
+	run(t, "init", "--passfile", v.pwfile, "--kdf-time", "2", "--kdf-memory", "19456", v.backing)
 	return v
 }
 

@@ -135,9 +135,12 @@ func runHomeInit(args []string) error {
 	var src secretSource
 	src.register(fl)
 	keep := fl.Bool("keep-originals", false, "keep the original (plaintext) home in /home/.cryptpt/USER.orig instead of deleting it at the end")
-	kdfTime := fl.Uint("kdf-time", uint(keys.DefaultKDF.Time), "Argon2id passes (advanced; the default takes about a second at each login)")
-	kdfMem := fl.Uint("kdf-memory", uint(keys.DefaultKDF.MemoryKiB), "Argon2id memory in `KiB` (advanced)")
+	kdf := registerKDFFlags(fl, "the default takes about a second at each login")
 	pos, err := parseFlags(fl, args)
+	if err != nil {
+		return err
+	}
+	params, err := kdf.params()
 	if err != nil {
 		return err
 	}
@@ -181,7 +184,7 @@ func runHomeInit(args []string) error {
 			return err
 		}
 		defer clear(pw)
-		m, recovery, err := createHomeVault(h, pw, keys.KDFParams{Time: uint32(*kdfTime), MemoryKiB: uint32(*kdfMem), Threads: keys.DefaultKDF.Threads})
+		m, recovery, err := createHomeVault(h, pw, params)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,12 +15,16 @@ func runInit(args []string) error {
 	fl := newFlags("init", "init [--passfile F | --extpass CMD] BACKING")
 	var src secretSource
 	src.register(fl)
-	kdfTime := fl.Uint("kdf-time", uint(keys.DefaultKDF.Time), "Argon2id passes (advanced; the default takes about a second)")
-	kdfMem := fl.Uint("kdf-memory", uint(keys.DefaultKDF.MemoryKiB), "Argon2id memory in `KiB` (advanced)")
+	kdf := registerKDFFlags(fl, "the default takes about a second")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
 		return err
 	}
+	params, err := kdf.params()
+	if err != nil {
+		return err
+	}
+	src.newKDF = params
 	if len(pos) != 1 {
 		return usageError(fl, "init takes one argument, the vault directory")
 	}
@@ -32,8 +37,6 @@ func runInit(args []string) error {
 		return err
 	}
 	defer clear(pw)
-	params := keys.DefaultKDF
-	params.Time, params.MemoryKiB = uint32(*kdfTime), uint32(*kdfMem)
 	master, recovery, err := keys.Create(dir, pw, params)
 	clear(master[:])
 	if err != nil {
@@ -46,6 +49,34 @@ func runInit(args []string) error {
 	fmt.Printf("Recovery key (shown only now; it resets a lost password, so write it down and keep it safe):\n\n    %s\n\n", recovery)
 	fmt.Printf("Mount it with:  cryptpt mount %s MOUNTPOINT\n", dir)
 	return nil
+}
+
+// kdfFlags are the --kdf-time and --kdf-memory options of init and home
+// init.
+type kdfFlags struct{ time, memory *uint64 }
+
+// registerKDFFlags adds --kdf-time and --kdf-memory to fl; timeNote says
+// what the default costs.
+func registerKDFFlags(fl *flag.FlagSet, timeNote string) kdfFlags {
+	return kdfFlags{
+		time:   fl.Uint64("kdf-time", uint64(keys.DefaultKDF.Time), "Argon2id passes (advanced; "+timeNote+")"),
+		memory: fl.Uint64("kdf-memory", uint64(keys.DefaultKDF.MemoryKiB), "Argon2id memory in `KiB` (advanced)"),
+	}
+}
+
+// params returns the KDF parameters the flags ask for, or a one-line error
+// when one is outside the bounds every vault config is read with (so none
+// wraps around in a conversion to 32 bits).
+func (k kdfFlags) params() (keys.KDFParams, error) {
+	switch t, m := *k.time, *k.memory; {
+	case t < keys.MinTime || t > keys.MaxTime:
+		return keys.KDFParams{}, fail(fmt.Sprintf("the default is %d", keys.DefaultKDF.Time),
+			"--kdf-time %d is out of range: %d to %d passes", t, keys.MinTime, keys.MaxTime)
+	case m < keys.MinMemoryKiB || m > keys.MaxMemoryKiB:
+		return keys.KDFParams{}, fail(fmt.Sprintf("the default is %d (%d MiB)", keys.DefaultKDF.MemoryKiB, keys.DefaultKDF.MemoryKiB>>10),
+			"--kdf-memory %d is out of range: %d (%d MiB) to %d (%d GiB) KiB", m, keys.MinMemoryKiB, keys.MinMemoryKiB>>10, keys.MaxMemoryKiB, keys.MaxMemoryKiB>>20)
+	}
+	return keys.KDFParams{Time: uint32(*k.time), MemoryKiB: uint32(*k.memory), Threads: keys.DefaultKDF.Threads}, nil
 }
 
 // prepareVaultDir creates dir, or accepts an existing empty one.

@@ -323,8 +323,12 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 	}
 	st := m.Status()
 	logger.Printf("mounted %s on %s; passthrough: %v (%s)", backing, mountpoint, st.PassthroughActive, st.PassthroughReason)
-	if !lockMemory() {
-		logger.Printf("memory not locked (needs CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK): keys may reach swap; use encrypted swap")
+	if lockMemory() {
+		logger.Printf("memory locked: keys never reach swap")
+	} else if exposed, detail := swapExposure(); exposed {
+		logger.Printf("memory not locked (needs CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK, e.g. LimitMEMLOCK=infinity in a system unit): keys may reach %s; use encrypted swap, or MemorySwapMax=0 in the unit", detail)
+	} else {
+		logger.Printf("memory not locked (needs CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK), but keys cannot reach a disk in the clear: %s", detail)
 	}
 	pol := &policySource{file: mf.configPath, missing: cfg.File == "", m: m, logger: logger}
 	if cfg.File == "" {

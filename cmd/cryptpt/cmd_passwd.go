@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 
@@ -23,29 +25,42 @@ func runPasswd(args []string) error {
 		return usageError(fl, "passwd takes one argument, the vault directory")
 	}
 	dir := pos[0]
+	recovery := *useRecovery || *recoveryFile != ""
 	if _, err := keys.Load(dir); err != nil {
-		return vaultError(err, dir)
+		// KDF settings out of bounds do not stop a reset: it replaces them.
+		var ce *keys.CorruptError
+		if !recovery || !errors.As(err, &ce) || !strings.HasPrefix(ce.Field, "kdf.") {
+			return vaultError(err, dir)
+		}
 	}
-	if *useRecovery || *recoveryFile != "" {
+	if recovery {
 		rk := secretSource{passfile: *recoveryFile}
 		key, err := rk.read("Recovery key: ")
 		if err != nil {
 			return err
 		}
-		// Fail on a mistyped key before asking for a new password.
-		if _, err := keys.ParseRecoveryKey(strings.TrimSpace(string(key))); err != nil {
+		defer clear(key)
+		// Check the key before asking for a new password, and say when the
+		// config was altered: the reset replaces what was.
+		version := keys.Version
+		switch v, err := keys.OpenWithRecoveryKey(dir, key); {
+		case errors.Is(err, keys.ErrTampered):
+			warnf("%s: %v; the reset writes a fresh salt, KDF settings and password wrap", dir, err)
+		case err != nil:
 			return vaultError(err, dir)
+		default:
+			version = v.Config().Version
+			v.Wipe()
 		}
 		pw, err := nw.readNew("New password: ")
 		if err != nil {
 			return err
 		}
 		defer clear(pw)
-		if err := keys.ResetPassword(dir, string(key), pw); err != nil {
+		if err := keys.ResetPassword(dir, key, pw); err != nil {
 			return vaultError(err, dir)
 		}
-		os.Stderr.WriteString("Password reset.\n")
-		return nil
+		return passwdDone(dir, "Password reset", version)
 	}
 	oldPw, err := old.read("Current password: ")
 	if err != nil {
@@ -57,6 +72,7 @@ func runPasswd(args []string) error {
 	if err != nil {
 		return vaultError(err, dir)
 	}
+	version := v.Config().Version
 	v.Wipe()
 	pw, err := nw.readNew("New password: ")
 	if err != nil {
@@ -66,6 +82,20 @@ func runPasswd(args []string) error {
 	if err := keys.ChangePassword(dir, oldPw, pw); err != nil {
 		return vaultError(err, dir)
 	}
-	os.Stderr.WriteString("Password changed.\n")
+	return passwdDone(dir, "Password changed", version)
+}
+
+// passwdDone reports a password change: the KDF now in use, and an upgrade
+// of the config from version 1.
+func passwdDone(dir, what string, before int) error {
+	cfg, err := keys.Load(dir)
+	if err != nil {
+		return vaultError(err, dir)
+	}
+	fmt.Fprintf(os.Stderr, "%s (Argon2id, %d passes, %d MiB, a fresh salt).\n", what, cfg.KDF.Time, cfg.KDF.MemoryKiB>>10)
+	if before < cfg.Version {
+		fmt.Fprintf(os.Stderr, "The vault config is now format %d: new files get keys of their own and its KDF settings are authenticated. "+
+			"Files already written stay as they are. A cryptpt older than this one cannot open the vault any more.\n", cfg.Version)
+	}
 	return nil
 }
