@@ -300,3 +300,60 @@ func TestSharedStorage(t *testing.T) {
 		t.Errorf("a file changed in the vault from outside: %q, %v", got, err)
 	}
 }
+
+// cryptptEnv runs the binary with extra environment and returns stdout,
+// stderr and the exit code.
+func cryptptEnv(env []string, args ...string) (stdout, stderr string, code int) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return o.String(), e.String(), code
+}
+
+// A background mount without a config file says, in one line, that it runs
+// without a policy (the daemon's log says it too, but nobody reads that).
+func TestMountWithoutPolicySaysSo(t *testing.T) {
+	v := newCLIVault(t)
+	home := t.TempDir()
+	env := []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config")}
+	_, e, code := cryptptEnv(env, "mount", "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt)
+	if code != 0 {
+		t.Fatalf("mount: exit %d\n%s", code, e)
+	}
+	t.Cleanup(func() { cryptpt("unmount", v.mnt) })
+	want := "cryptpt: note: no config file at " + filepath.Join(home, ".config", "cryptpt", "config.toml") + ", so no policy: everything new is encrypted"
+	if lines := strings.Split(strings.TrimSpace(e), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], want) {
+		t.Errorf("mount without a config file printed %q, want one line starting %q", e, want)
+	}
+	// With a config file it says nothing.
+	run(t, "unmount", v.mnt)
+	if _, e, code := cryptpt("mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt); code != 0 || e != "" {
+		t.Errorf("mount with a config file: exit %d, stderr %q", code, e)
+	}
+}
+
+// A background daemon that dies before its mount is ready (killed, or a Go
+// panic) is reported with how it died, not only "run with -f".
+func TestDaemonDiesBeforeReady(t *testing.T) {
+	v := newCLIVault(t)
+	for crash, want := range map[string]string{
+		"kill":  "mount failed: the daemon exited before the mount was ready: killed by signal 9 (killed)",
+		"panic": "mount failed: the daemon exited before the mount was ready: panic: CRYPTPT_TEST_CRASH=panic (exit status 2)",
+	} {
+		_, e, code := cryptptEnv([]string{"CRYPTPT_TEST_CRASH=" + crash}, "mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt)
+		lines := strings.Split(strings.TrimSpace(e), "\n")
+		if code != 1 || len(lines) != 2 || lines[0] != "cryptpt: error: "+want || !strings.HasPrefix(lines[1], "cryptpt: hint: ") || !strings.Contains(lines[1], "-f") {
+			t.Errorf("daemon crash %q: exit %d\n%s\nwant the error %q and a hint naming -f", crash, code, e, want)
+		}
+		if m, _ := cfs.FindMount(v.mnt); m != "" {
+			t.Errorf("daemon crash %q left %s mounted", crash, m)
+		}
+	}
+}

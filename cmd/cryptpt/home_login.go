@@ -162,14 +162,6 @@ func mountHome(h *homeLayout, master *[32]byte) error {
 	if err != nil {
 		return err
 	}
-	keyR, keyW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	rdyR, rdyW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
 	cmd := exec.Command(self, args...)
 	cmd.Dir = "/"
 	cmd.Env = []string{daemonEnv + "=1", "HOME=" + h.home, "USER=" + h.user.Username, "LOGNAME=" + h.user.Username,
@@ -177,33 +169,20 @@ func mountHome(h *homeLayout, master *[32]byte) error {
 	if p := os.Getenv("CRYPTPT_PTREG"); p != "" {
 		cmd.Env = append(cmd.Env, "CRYPTPT_PTREG="+p) // a helper elsewhere than beside cryptpt
 	}
-	cmd.ExtraFiles = []*os.File{keyR, rdyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setsid:     true,
 		Credential: &syscall.Credential{Uid: uint32(h.uid), Gid: uint32(h.gid), Groups: groups},
 	}
-	err = cmd.Start()
-	keyR.Close()
-	rdyW.Close()
-	if err != nil {
-		keyW.Close()
-		rdyR.Close()
-		return fail("", "cannot start the daemon: %v", err)
+	logHint := "see " + h.log + " or the system log"
+	err = startDaemon(cmd, master, logHint)
+	var ue *userError
+	if errors.As(err, &ue) {
+		if ue.hint == "" {
+			ue.hint = logHint
+		}
+		return fail(ue.hint, "mounting the home of %s failed: %s", h.user.Username, ue.msg)
 	}
-	_, werr := keyW.Write(master[:])
-	keyW.Close()
-	msg, _ := io.ReadAll(rdyR)
-	rdyR.Close()
-	if werr == nil && strings.TrimSpace(string(msg)) == "ok" {
-		cmd.Process.Release()
-		return nil
-	}
-	cmd.Wait()
-	reason := strings.TrimSpace(string(msg))
-	if reason == "" {
-		reason = "the daemon exited before the mount was ready"
-	}
-	return fail("see "+h.log+" or the system log", "mounting the home of %s failed: %s", h.user.Username, reason)
+	return err
 }
 
 func userGroups(h *homeLayout) ([]uint32, error) {
