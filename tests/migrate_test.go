@@ -225,3 +225,41 @@ func TestMigrateKeepsXattrs(t *testing.T) {
 		check("after migrating to policy [" + policy + "]")
 	}
 }
+
+// TestMigrateOldPlaintextNote: migrating plaintext to encrypted says that
+// the old plaintext may remain on the disk, and points at the threat model
+// where an installed cryptpt has it (PREFIX/share/doc/cryptpt beside
+// PREFIX/bin), not at a path in a source checkout.
+func TestMigrateOldPlaintextNote(t *testing.T) {
+	prefix := t.TempDir()
+	for _, d := range []string{"bin", "share/doc/cryptpt"} {
+		must(t, os.MkdirAll(filepath.Join(prefix, d), 0o755))
+	}
+	installed := filepath.Join(prefix, "bin", "cryptpt")
+	self, err := os.ReadFile(binary)
+	must(t, err)
+	must(t, os.WriteFile(installed, self, 0o755))
+	doc := filepath.Join(prefix, "share", "doc", "cryptpt", "threat-model.md")
+	must(t, os.WriteFile(doc, []byte("# threat model\n"), 0o644))
+
+	v := newCLIVault(t, "/**")
+	v.mount(t)
+	for _, name := range []string{"a", "b"} {
+		must(t, os.WriteFile(v.path(name), []byte("was plaintext"), 0o644))
+	}
+	v.setPolicy(t, "")
+	run(t, "reload", v.mnt)
+	out, err := exec.Command(installed, "migrate", v.mnt).CombinedOutput()
+	if err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	for _, want := range []string{"the old plaintext of the 2 entries now encrypted may still be recoverable from the disk",
+		"snapshots, backups", "\"Old plaintext after migrate\" in " + doc + ")"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("migrate output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "docs/threat-model.md") {
+		t.Errorf("migrate points at a source checkout:\n%s", out)
+	}
+}
