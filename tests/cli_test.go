@@ -244,24 +244,62 @@ func TestSetIDClearedOnWrite(t *testing.T) {
 	}
 }
 
-// --idle unmounts a mount nobody uses, but never while a file is open.
+// --idle unmounts a mount nobody uses, but never while a file is open. The
+// daemon's idle checks are logged with --debug: the test waits for a check
+// that came when the open file had gone untouched for longer than the limit,
+// and for the check after it (so the first did not unmount), rather than
+// sleeping and hoping a check came.
 func TestIdleUnmount(t *testing.T) {
 	v := newCLIVault(t)
-	v.mount(t, "--idle", "1s")
+	v.mount(t, "--idle", "1s", "--debug")
 	f, err := os.Create(v.path("open"))
 	must(t, err)
-	time.Sleep(3 * time.Second)
+	opened := time.Now() // the last access: the file is only held open from here on
+	const limit = time.Second
+	var checked time.Time
+	waitLog(t, v.log, func(line string) bool {
+		if strings.Contains(line, "idle for 1s: unmounting") {
+			t.Fatalf("unmounted while a file was open: %s", line)
+		}
+		_, rest, ok := strings.Cut(line, "idle check at ")
+		if !ok {
+			return false
+		}
+		at, err := time.Parse(time.RFC3339Nano, strings.TrimSuffix(strings.Fields(rest)[0], ":"))
+		must(t, err)
+		switch {
+		case checked.IsZero() && at.After(opened.Add(limit)):
+			checked = at // idle by access for longer than the limit
+		case !checked.IsZero() && at.After(checked):
+			return true // and it went on checking: it did not unmount
+		}
+		return false
+	})
 	if m, _ := cfs.FindMount(v.mnt); m != v.mnt {
 		t.Fatal("unmounted while a file was open")
 	}
 	must(t, f.Close())
-	for i := 0; i < 100; i++ {
-		if m, _ := cfs.FindMount(v.mnt); m == "" {
-			return
+	waitLog(t, v.log, func(line string) bool { return strings.Contains(line, "idle for 1s: unmounting "+v.mnt) })
+	waitMounted(t, v.mnt, false)
+}
+
+// waitLog waits until a line of the daemon's log at path satisfies match,
+// reading new lines as they come. (Its only deadline is a guard against a
+// hang, far beyond what any check here takes.)
+func waitLog(t *testing.T, path string, match func(line string) bool) {
+	t.Helper()
+	seen := 0
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		data, err := os.ReadFile(path)
+		must(t, err)
+		lines := strings.Split(string(data), "\n")
+		for ; seen < len(lines)-1; seen++ { // the last one may be partial
+			if match(lines[seen]) {
+				return
+			}
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	t.Error("still mounted 10 s after the last file was closed, with --idle 1s")
+	t.Fatalf("no matching line in %s after 2 minutes", path)
 }
 
 // A killed daemon: status says so in one line, unmount clears the dead

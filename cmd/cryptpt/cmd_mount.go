@@ -438,7 +438,7 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		}
 	}()
 	if mf.idle > 0 {
-		go unmountWhenIdle(m, mf.idle, mountpoint, logger)
+		go unmountWhenIdle(m, mf.idle, mountpoint, logger, mf.debug)
 	}
 	if path := os.Getenv("CRYPTPT_CPUPROFILE"); path != "" {
 		// For the performance work: a CPU profile of the daemon's whole life.
@@ -462,8 +462,9 @@ func contentFormat(configVersion int) uint16 {
 	return crypt.FormatVersion
 }
 
-// unmountWhenIdle unmounts once the mount has been idle for limit.
-func unmountWhenIdle(m *fs.Mount, limit time.Duration, mountpoint string, logger *log.Logger) {
+// unmountWhenIdle unmounts once the mount has been idle for limit. With
+// debug it logs each check (the tests read it to know that a check came).
+func unmountWhenIdle(m *fs.Mount, limit time.Duration, mountpoint string, logger *log.Logger, debug bool) {
 	tick := limit / 10
 	if tick > time.Minute {
 		tick = time.Minute
@@ -472,7 +473,11 @@ func unmountWhenIdle(m *fs.Mount, limit time.Duration, mountpoint string, logger
 		tick = 100 * time.Millisecond
 	}
 	for range time.Tick(tick) {
-		if m.Idle() >= limit {
+		idle := m.Idle()
+		if debug {
+			logger.Printf("idle check at %s: idle %v of %v (0 while a file is open)", time.Now().Format(time.RFC3339Nano), idle, limit)
+		}
+		if idle >= limit {
 			logger.Printf("idle for %v: unmounting %s", limit, mountpoint)
 			if err := m.Unmount(); err != nil {
 				logger.Printf("idle unmount of %s: %v", mountpoint, err)
