@@ -54,6 +54,10 @@ func newHomeUser(t *testing.T, name, pw, homeDir string) *homeUser {
 		for _, suffix := range []string{"", ".toml", ".state", ".mnt", ".orig", ".log"} {
 			os.RemoveAll(filepath.Join(u.base, name+suffix))
 		}
+		stray, _ := filepath.Glob(filepath.Join(u.base, name+".stray-*"))
+		for _, p := range stray {
+			os.RemoveAll(p)
+		}
 		os.Remove(u.base)
 		os.Remove("/run/cryptpt-home/" + name + ".key")
 		os.Remove("/run/cryptpt-home/" + name + ".sessions")
@@ -334,6 +338,38 @@ func TestHomeAbortTooLate(t *testing.T) {
 	run(t, "home", "mount", "--passfile", u.pwfile, u.name)
 	if after := u.snapshot(t); after != before {
 		t.Errorf("the home after a kill in the removal and a finished init differs:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestHomeStrayFiles: a session that does not unlock the home (su from
+// root here; an ssh key, a failed mount) writes into the empty mountpoint,
+// a shell's history at least. The next mount must not fail on "not empty"
+// for ever: it moves those entries to /home/.cryptpt/USER.stray-TIME, the
+// user's, says so, and mounts the home as it was.
+func TestHomeStrayFiles(t *testing.T) {
+	openFuse(t)
+	u := newHomeUser(t, "cpt-stray", "pw-stray", "")
+	if _, e, code := u.initHome(t); code != 0 {
+		t.Fatalf("home init: %d %s", code, e)
+	}
+	u.asUser(t, `cd ~ && echo ls > .bash_history && mkdir .cache && echo x > .cache/y`, nil)
+	_, e, code := cryptpt("home", "mount", "--passfile", u.pwfile, u.name)
+	if code != 0 {
+		t.Fatalf("home mount over a home written into while locked: exit %d\n%s", code, e)
+	}
+	stray, _ := filepath.Glob(filepath.Join(u.base, u.name+".stray-*"))
+	if len(stray) != 1 {
+		t.Fatalf("stray directories: %v", stray)
+	}
+	if want := "cryptpt: note: 2 entries written into " + u.home + " while it was locked"; !strings.Contains(e, want) || !strings.Contains(e, stray[0]) {
+		t.Errorf("home mount does not say where the stray entries went:\n%s", e)
+	}
+	if got := u.asUser(t, "cat ~/secret; cat "+stray[0]+"/.bash_history "+stray[0]+"/.cache/y", nil); got != string(u.canary)+"ls\nx\n" {
+		t.Errorf("after the mount: the home's secret and the stray files read %q", got)
+	}
+	run(t, "home", "unmount", u.name)
+	if !emptyDir(t, u.home) {
+		t.Error("the home is not empty after unmount")
 	}
 }
 

@@ -146,6 +146,15 @@ func TestPAM(t *testing.T) {
 	if _, err := os.Stat(keyFile); err == nil {
 		t.Fatal("a wrong password left a key behind")
 	}
+	// A session without a password (su from root, an ssh key) leaves the
+	// home locked and tells the user why (pam_exec's stdout option).
+	out, err := pamtester("login", u.name, "", "open_session", "close_session")
+	if err != nil || !strings.Contains(out, "cryptpt: the encrypted home of "+u.name+" stays locked: this login gave no password") {
+		t.Errorf("a session without a password: %v, the user was told:\n%s", err, out)
+	}
+	if isMountpoint(u.home) {
+		t.Fatal("a session without a password mounted the home")
+	}
 
 	login := func(pw string) {
 		t.Helper()
@@ -231,7 +240,7 @@ func TestPAM(t *testing.T) {
 
 	// su from another user, through a terminal as a person would.
 	other := newHomeUser(t, "cpt-pam-su", "other-pw", "")
-	out := suWithPassword(t, other.name, u.name, "pam-new-pw", "cat ~/secret")
+	out = suWithPassword(t, other.name, u.name, "pam-new-pw", "cat ~/secret")
 	if !strings.Contains(out, string(u.canary)) {
 		t.Errorf("su - %s -c 'cat ~/secret' printed %q, want the canary", u.name, out)
 	}
