@@ -35,17 +35,17 @@ An encrypted home directory (run as root). "init" makes the vault of USER in
 the files of the home into the vault, verified, resumable after a kill (run
 "init" again) and undone by "abort". The vault password should be the login
 password: then "pam-auth-update --enable cryptpt" mounts the vault over the
-home at login and unmounts it when the last session ends. See docs/home.md.
+home at login and unmounts it when the last session ends. More: %s.
 `
 
 func runHome(args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, homeUsage)
+		fmt.Fprintf(os.Stderr, homeUsage, docRef("home.md"))
 		return &userError{code: exitUsage}
 	}
 	switch args[0] {
 	case "-h", "--help", "-help", "help":
-		fmt.Fprint(os.Stderr, homeUsage)
+		fmt.Fprintf(os.Stderr, homeUsage, docRef("home.md"))
 		return errHelp
 	case "init":
 		return runHomeInit(args[1:])

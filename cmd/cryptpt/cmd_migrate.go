@@ -236,5 +236,5 @@ func docRef(name string) string {
 			return filepath.Clean(p)
 		}
 	}
-	return "cryptpt's documentation (" + name + ", installed by make install in /usr/local/share/doc/cryptpt)"
+	return name + " of cryptpt's documentation (/usr/local/share/doc/cryptpt after make install)"
 }

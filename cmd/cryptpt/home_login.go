@@ -148,7 +148,11 @@ func mountHome(h *homeLayout, master *[32]byte, note func(format string, a ...an
 			return fail("move the files out of "+h.home+" (it must be empty to be mounted over), then log in again",
 				"cannot move what was written into the locked home %s aside: %v", h.home, err)
 		}
-		note("%d entries written into %s while it was locked (a login without the password, or a failed mount) are moved to %s, so that the encrypted home can be mounted over it", n, h.home, dir)
+		what := fmt.Sprintf("%d entries", n)
+		if n == 1 {
+			what = "1 entry"
+		}
+		note("%s written into %s while it was locked (a login without the password, or a failed mount) moved to %s, so that the encrypted home can be mounted over it", what, h.home, dir)
 	}
 	if err := checkMountpoint(h.home); err != nil {
 		return err
