@@ -395,3 +395,39 @@ func TestDaemonDiesBeforeReady(t *testing.T) {
 		}
 	}
 }
+
+// "cryptpt unmount" returns once the daemon has let go of the vault, so a
+// mount right after it does not find the vault "already mounted
+// read-write" (it did, now and then, on a loaded machine). The daemon is
+// stopped (SIGSTOP) while the kernel unmounts, so that it cannot let go
+// before unmount would return; it goes on once the mount is gone.
+func TestUnmountReleasesVault(t *testing.T) {
+	v := newCLIVault(t)
+	// Without the wait in unmount, the daemon wins the race to let go in
+	// about one round of three here; three rounds catch that nearly always.
+	for round := 0; round < 3; round++ {
+		v.mount(t)
+		must(t, os.WriteFile(v.path("f"), []byte("x"), 0o644))
+		pid := v.status(t).PID
+		must(t, syscall.Kill(pid, syscall.SIGSTOP))
+		cmd := exec.Command(binary, "unmount", v.mnt)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			syscall.Kill(pid, syscall.SIGCONT)
+			t.Fatal(err)
+		}
+		waitMounted(t, v.mnt, false)
+		must(t, syscall.Kill(pid, syscall.SIGCONT))
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("unmount: %v\n%s", err, out.String())
+		}
+		if err := cfs.CheckVaultLock(v.backing); err != nil {
+			t.Fatalf("round %d: the vault is still locked when unmount returns: %v", round, err)
+		}
+	}
+	v.mount(t)
+	if got, err := os.ReadFile(v.path("f")); err != nil || string(got) != "x" {
+		t.Errorf("after unmount and mount: %q, %v", got, err)
+	}
+}
