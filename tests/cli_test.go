@@ -244,24 +244,62 @@ func TestSetIDClearedOnWrite(t *testing.T) {
 	}
 }
 
-// --idle unmounts a mount nobody uses, but never while a file is open.
+// --idle unmounts a mount nobody uses, but never while a file is open. The
+// daemon's idle checks are logged with --debug: the test waits for a check
+// that came when the open file had gone untouched for longer than the limit,
+// and for the check after it (so the first did not unmount), rather than
+// sleeping and hoping a check came.
 func TestIdleUnmount(t *testing.T) {
 	v := newCLIVault(t)
-	v.mount(t, "--idle", "1s")
+	v.mount(t, "--idle", "1s", "--debug")
 	f, err := os.Create(v.path("open"))
 	must(t, err)
-	time.Sleep(3 * time.Second)
+	opened := time.Now() // the last access: the file is only held open from here on
+	const limit = time.Second
+	var checked time.Time
+	waitLog(t, v.log, func(line string) bool {
+		if strings.Contains(line, "idle for 1s: unmounting") {
+			t.Fatalf("unmounted while a file was open: %s", line)
+		}
+		_, rest, ok := strings.Cut(line, "idle check at ")
+		if !ok {
+			return false
+		}
+		at, err := time.Parse(time.RFC3339Nano, strings.TrimSuffix(strings.Fields(rest)[0], ":"))
+		must(t, err)
+		switch {
+		case checked.IsZero() && at.After(opened.Add(limit)):
+			checked = at // idle by access for longer than the limit
+		case !checked.IsZero() && at.After(checked):
+			return true // and it went on checking: it did not unmount
+		}
+		return false
+	})
 	if m, _ := cfs.FindMount(v.mnt); m != v.mnt {
 		t.Fatal("unmounted while a file was open")
 	}
 	must(t, f.Close())
-	for i := 0; i < 100; i++ {
-		if m, _ := cfs.FindMount(v.mnt); m == "" {
-			return
+	waitLog(t, v.log, func(line string) bool { return strings.Contains(line, "idle for 1s: unmounting "+v.mnt) })
+	waitMounted(t, v.mnt, false)
+}
+
+// waitLog waits until a line of the daemon's log at path satisfies match,
+// reading new lines as they come. (Its only deadline is a guard against a
+// hang, far beyond what any check here takes.)
+func waitLog(t *testing.T, path string, match func(line string) bool) {
+	t.Helper()
+	seen := 0
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		data, err := os.ReadFile(path)
+		must(t, err)
+		lines := strings.Split(string(data), "\n")
+		for ; seen < len(lines)-1; seen++ { // the last one may be partial
+			if match(lines[seen]) {
+				return
+			}
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	t.Error("still mounted 10 s after the last file was closed, with --idle 1s")
+	t.Fatalf("no matching line in %s after 2 minutes", path)
 }
 
 // A killed daemon: status says so in one line, unmount clears the dead
@@ -298,5 +336,98 @@ func TestSharedStorage(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(v.backing, "media/synced"), []byte("changed"), 0o644))
 	if got, err := os.ReadFile(v.path("media/synced")); err != nil || string(got) != "changed" {
 		t.Errorf("a file changed in the vault from outside: %q, %v", got, err)
+	}
+}
+
+// cryptptEnv runs the binary with extra environment and returns stdout,
+// stderr and the exit code.
+func cryptptEnv(env []string, args ...string) (stdout, stderr string, code int) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return o.String(), e.String(), code
+}
+
+// A background mount without a config file says, in one line, that it runs
+// without a policy (the daemon's log says it too, but nobody reads that).
+func TestMountWithoutPolicySaysSo(t *testing.T) {
+	v := newCLIVault(t)
+	home := t.TempDir()
+	env := []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config")}
+	_, e, code := cryptptEnv(env, "mount", "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt)
+	if code != 0 {
+		t.Fatalf("mount: exit %d\n%s", code, e)
+	}
+	t.Cleanup(func() { cryptpt("unmount", v.mnt) })
+	want := "cryptpt: note: no config file at " + filepath.Join(home, ".config", "cryptpt", "config.toml") + ", so no policy: everything new is encrypted"
+	if lines := strings.Split(strings.TrimSpace(e), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], want) {
+		t.Errorf("mount without a config file printed %q, want one line starting %q", e, want)
+	}
+	// With a config file it says nothing.
+	run(t, "unmount", v.mnt)
+	if _, e, code := cryptpt("mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt); code != 0 || e != "" {
+		t.Errorf("mount with a config file: exit %d, stderr %q", code, e)
+	}
+}
+
+// A background daemon that dies before its mount is ready (killed, or a Go
+// panic) is reported with how it died, not only "run with -f".
+func TestDaemonDiesBeforeReady(t *testing.T) {
+	v := newCLIVault(t)
+	for crash, want := range map[string]string{
+		"kill":  "mount failed: the daemon exited before the mount was ready: killed by signal 9 (killed)",
+		"panic": "mount failed: the daemon exited before the mount was ready: panic: CRYPTPT_TEST_CRASH=panic (exit status 2)",
+	} {
+		_, e, code := cryptptEnv([]string{"CRYPTPT_TEST_CRASH=" + crash}, "mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt)
+		lines := strings.Split(strings.TrimSpace(e), "\n")
+		if code != 1 || len(lines) != 2 || lines[0] != "cryptpt: error: "+want || !strings.HasPrefix(lines[1], "cryptpt: hint: ") || !strings.Contains(lines[1], "-f") {
+			t.Errorf("daemon crash %q: exit %d\n%s\nwant the error %q and a hint naming -f", crash, code, e, want)
+		}
+		if m, _ := cfs.FindMount(v.mnt); m != "" {
+			t.Errorf("daemon crash %q left %s mounted", crash, m)
+		}
+	}
+}
+
+// "cryptpt unmount" returns once the daemon has let go of the vault, so a
+// mount right after it does not find the vault "already mounted
+// read-write" (it did, now and then, on a loaded machine). The daemon is
+// stopped (SIGSTOP) while the kernel unmounts, so that it cannot let go
+// before unmount would return; it goes on once the mount is gone.
+func TestUnmountReleasesVault(t *testing.T) {
+	v := newCLIVault(t)
+	// Without the wait in unmount, the daemon wins the race to let go in
+	// about one round of three here; three rounds catch that nearly always.
+	for round := 0; round < 3; round++ {
+		v.mount(t)
+		must(t, os.WriteFile(v.path("f"), []byte("x"), 0o644))
+		pid := v.status(t).PID
+		must(t, syscall.Kill(pid, syscall.SIGSTOP))
+		cmd := exec.Command(binary, "unmount", v.mnt)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			syscall.Kill(pid, syscall.SIGCONT)
+			t.Fatal(err)
+		}
+		waitMounted(t, v.mnt, false)
+		must(t, syscall.Kill(pid, syscall.SIGCONT))
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("unmount: %v\n%s", err, out.String())
+		}
+		if err := cfs.CheckVaultLock(v.backing); err != nil {
+			t.Fatalf("round %d: the vault is still locked when unmount returns: %v", round, err)
+		}
+	}
+	v.mount(t)
+	if got, err := os.ReadFile(v.path("f")); err != nil || string(got) != "x" {
+		t.Errorf("after unmount and mount: %q, %v", got, err)
 	}
 }

@@ -425,3 +425,46 @@ func TestProgressMigrateOnPty(t *testing.T) {
 		t.Errorf("stdout: %q", stdout.String())
 	}
 }
+
+// TestFsckRepairUnrepairable: damage that repair cannot fix (a directory IV
+// that its encrypted names need, with no backup) makes "fsck --repair" exit
+// 3, after repairing what it can (a bad block beside it is salvaged), with
+// a hint that says what is left; again on the next run; once the IV is back
+// from a "backup", fsck exits 0.
+func TestFsckRepairUnrepairable(t *testing.T) {
+	rng := rand.New(rand.NewPCG(fsckSeed, 2))
+	v := newCLIVault(t, "Videos/", "!Videos/private/")
+	v.mount(t)
+	_, vault := fsckTree(t, v, rng)
+	v.unmount(t)
+
+	fsckFlip(t, filepath.Join(v.backing, vault["Documents/report.odt"]), crypt.CipherOffset(1)+10)
+	diriv := filepath.Join(v.backing, vault["Other"], crypt.DirIVName)
+	backup, err := os.ReadFile(diriv)
+	must(t, err)
+	must(t, os.WriteFile(diriv, backup[:5], 0o600))
+
+	for run := 1; run <= 2; run++ {
+		out, errOut, code := fsckRun(v, "--repair")
+		if code != 3 {
+			t.Fatalf("repair run %d with an unrepairable directory IV: exit %d, want 3\n%s%s", run, code, out, errOut)
+		}
+		fsckExpect(t, out, "damaged: /Other (vault: "+vault["Other"]+")", "~~diriv is unusable", "restore it from a backup")
+		if run == 1 {
+			fsckExpect(t, out, "salvaged: /Documents/report.odt", "lost bytes 4096-8191 (4096 bytes)")
+			fsckExpect(t, out, ": 2 damaged, 0 warnings", ", 1 repaired")
+		} else {
+			fsckExpect(t, out, ": 1 damaged, 0 warnings")
+		}
+		if strings.Contains(out, "Repaired: the vault is consistent") {
+			t.Errorf("repair run %d claims a consistent vault:\n%s", run, out)
+		}
+		if !strings.Contains(errOut, "cryptpt: hint: what repair could not fix is listed above") || !strings.Contains(errOut, "restore it from a backup") {
+			t.Errorf("repair run %d: stderr lacks the hint for what is left:\n%s", run, errOut)
+		}
+	}
+	must(t, os.WriteFile(diriv, backup, 0o600))
+	if out, errOut, code := fsckRun(v); code != 0 || !strings.Contains(out, ": 0 damaged, 0 warnings") {
+		t.Fatalf("after restoring the IV: exit %d\n%s%s", code, out, errOut)
+	}
+}

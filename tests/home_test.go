@@ -54,6 +54,10 @@ func newHomeUser(t *testing.T, name, pw, homeDir string) *homeUser {
 		for _, suffix := range []string{"", ".toml", ".state", ".mnt", ".orig", ".log"} {
 			os.RemoveAll(filepath.Join(u.base, name+suffix))
 		}
+		stray, _ := filepath.Glob(filepath.Join(u.base, name+".stray-*"))
+		for _, p := range stray {
+			os.RemoveAll(p)
+		}
 		os.Remove(u.base)
 		os.Remove("/run/cryptpt-home/" + name + ".key")
 		os.Remove("/run/cryptpt-home/" + name + ".sessions")
@@ -224,12 +228,34 @@ func TestHomeInitResume(t *testing.T) {
 	if emptyDir(t, u.home) {
 		t.Fatal("the home was emptied before the copy finished")
 	}
+	// The copy of the first journaled file goes missing from the vault
+	// (deleted through a mount of it): the resumed init must see that,
+	// not trust the journal alone.
+	journal, err := os.ReadFile(filepath.Join(u.base, u.name+".state"))
+	must(t, err)
+	var first string
+	for _, line := range strings.Split(string(journal), "\n") {
+		if f := strings.SplitN(line, " ", 5); len(f) == 5 && f[0] == "e" {
+			first, err = strconv.Unquote(f[4])
+			must(t, err)
+			break
+		}
+	}
+	if first == "" {
+		t.Fatalf("the journal lists no entry after 2 verified files:\n%s", journal)
+	}
+	mnt := t.TempDir()
+	run(t, "mount", "--config", filepath.Join(u.base, u.name+".toml"), "--passfile", u.pwfile, u.vault(), mnt)
+	must(t, os.Remove(filepath.Join(mnt, first)))
+	run(t, "unmount", mnt)
+
 	out, e, code := u.initHome(t)
 	if code != 0 {
 		t.Fatalf("resumed home init: exit %d\n%s\n%s", code, out, e)
 	}
-	if !strings.Contains(e, "Resuming") || !strings.Contains(e, "2 entries were copied and verified before") {
-		t.Errorf("resumed init does not say it resumed:\n%s", e)
+	if !strings.Contains(e, "Resuming") || !strings.Contains(e, "2 entries were copied and verified before") ||
+		!strings.Contains(e, "1 of them are not and are copied again") {
+		t.Errorf("resumed init does not say it resumed, or what it checked:\n%s", e)
 	}
 	run(t, "home", "mount", "--passfile", u.pwfile, u.name)
 	if after := u.snapshot(t); after != before {
@@ -239,7 +265,8 @@ func TestHomeInitResume(t *testing.T) {
 
 // TestHomeAbort abandons home init at two points, in the copy and right
 // after the originals were moved out, and checks that abort leaves the home
-// exactly as it was and removes the vault.
+// exactly as it was and removes the vault. (TestHomeAbortTooLate kills it
+// while it removes the originals.)
 func TestHomeAbort(t *testing.T) {
 	openFuse(t)
 	for i, kill := range []string{"files:3", "swap"} {
@@ -262,6 +289,87 @@ func TestHomeAbort(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHomeAbortTooLate kills home init in the middle of removing the
+// originals (after two of the top entries of the old home are deleted):
+// abort must refuse, since putting back the half-deleted originals and
+// deleting the vault would lose what is gone; the vault, the journal and the
+// rest of the originals stay; a new init finishes the removal and the home
+// mounts whole.
+func TestHomeAbortTooLate(t *testing.T) {
+	openFuse(t)
+	u := newHomeUser(t, "cpt-late", "pw-late", "")
+	before := u.snapshot(t)
+	if _, e, code := u.initHome(t, "CRYPTPT_TEST_KILL=remove:2"); code != -int(syscall.SIGKILL) {
+		t.Fatalf("home init with a kill in the removal: exit %d\n%s", code, e)
+	}
+	orig := filepath.Join(u.base, u.name+".orig")
+	left, err := os.ReadDir(orig)
+	if err != nil || len(left) == 0 {
+		t.Fatalf("killed in the removal, yet %s is gone or empty (%v): the test kills at the wrong point", orig, err)
+	}
+	journal, err := os.ReadFile(filepath.Join(u.base, u.name+".state"))
+	if err != nil || !strings.HasSuffix(string(journal), "phase swap\nphase remove\n") {
+		t.Fatalf("journal after a kill in the removal: %v\n%s", err, journal)
+	}
+	_, e, code := cryptpt("home", "abort", u.name)
+	if code != 1 || !strings.Contains(e, "cryptpt: error: too late to abort") || !strings.Contains(e, "cryptpt home init "+u.name) {
+		t.Errorf("abort while the originals were being removed: exit %d\n%s", code, e)
+	}
+	for _, p := range []string{"", ".toml", ".state", ".orig"} {
+		if _, err := os.Lstat(filepath.Join(u.base, u.name+p)); err != nil {
+			t.Errorf("the refused abort removed %s%s: %v", u.name, p, err)
+		}
+	}
+	if !emptyDir(t, u.home) {
+		t.Error("the refused abort put something back into the home")
+	}
+	out, e, code := u.initHome(t)
+	if code != 0 || !strings.Contains(e, "Finishing an init that was stopped while it removed the originals") {
+		t.Fatalf("init after a kill in the removal: exit %d\n%s\n%s", code, out, e)
+	}
+	for _, p := range []string{".state", ".orig", ".mnt"} {
+		if _, err := os.Lstat(filepath.Join(u.base, u.name+p)); err == nil {
+			t.Errorf("%s%s left behind by the finished init", u.name, p)
+		}
+	}
+	run(t, "home", "mount", "--passfile", u.pwfile, u.name)
+	if after := u.snapshot(t); after != before {
+		t.Errorf("the home after a kill in the removal and a finished init differs:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestHomeStrayFiles: a session that does not unlock the home (su from
+// root here; an ssh key, a failed mount) writes into the empty mountpoint,
+// a shell's history at least. The next mount must not fail on "not empty"
+// for ever: it moves those entries to /home/.cryptpt/USER.stray-TIME, the
+// user's, says so, and mounts the home as it was.
+func TestHomeStrayFiles(t *testing.T) {
+	openFuse(t)
+	u := newHomeUser(t, "cpt-stray", "pw-stray", "")
+	if _, e, code := u.initHome(t); code != 0 {
+		t.Fatalf("home init: %d %s", code, e)
+	}
+	u.asUser(t, `cd ~ && echo ls > .bash_history && mkdir .cache && echo x > .cache/y`, nil)
+	_, e, code := cryptpt("home", "mount", "--passfile", u.pwfile, u.name)
+	if code != 0 {
+		t.Fatalf("home mount over a home written into while locked: exit %d\n%s", code, e)
+	}
+	stray, _ := filepath.Glob(filepath.Join(u.base, u.name+".stray-*"))
+	if len(stray) != 1 {
+		t.Fatalf("stray directories: %v", stray)
+	}
+	if want := "cryptpt: note: 2 entries written into " + u.home + " while it was locked"; !strings.Contains(e, want) || !strings.Contains(e, stray[0]) {
+		t.Errorf("home mount does not say where the stray entries went:\n%s", e)
+	}
+	if got := u.asUser(t, "cat ~/secret; cat "+stray[0]+"/.bash_history "+stray[0]+"/.cache/y", nil); got != string(u.canary)+"ls\nx\n" {
+		t.Errorf("after the mount: the home's secret and the stray files read %q", got)
+	}
+	run(t, "home", "unmount", u.name)
+	if !emptyDir(t, u.home) {
+		t.Error("the home is not empty after unmount")
 	}
 }
 

@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"cryptpt/crypt"
 
 	"golang.org/x/sys/unix"
 )
@@ -112,20 +115,42 @@ func TestMigrateSkipsOpenFiles(t *testing.T) {
 }
 
 // Killing the daemon in the middle of a conversion loses nothing: after a
-// remount the file reads back whole, and migrate finishes the job.
+// remount the file reads back whole, and migrate finishes the job. The kill
+// lands at a known point: while the daemon waits (held by fanotify) on a
+// read of the encrypted original after it has written the first bytes of
+// the plaintext copy.
 func TestMigrateSurvivesKill(t *testing.T) {
+	requireRoot(t) // fanotify permission events
 	v := newCLIVault(t)
 	v.mount(t)
-	data := canary(t, 64<<20)
+	data := canary(t, 16<<20) // 16 reads of 1 MiB by the conversion
 	must(t, os.WriteFile(v.path("big"), data, 0o644))
 	pid := v.status(t).PID
 	v.setPolicy(t, `"/**"`)
 	run(t, "reload", v.mnt)
+
+	tempWithBytes := func() bool {
+		ents, _ := os.ReadDir(v.backing)
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), crypt.TempPrefix) {
+				if info, err := e.Info(); err == nil && info.Size() > 0 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	stop := holdRead(t, v.backing, pid, tempWithBytes, func() { syscall.Kill(pid, syscall.SIGKILL) })
 	cmd := exec.Command(binary, "migrate", "--config", v.config, v.mnt)
 	must(t, cmd.Start())
-	time.Sleep(150 * time.Millisecond)
-	syscall.Kill(pid, syscall.SIGKILL)
 	cmd.Wait()
+	if !stop() {
+		t.Fatal("the conversion never read the original after writing to its copy: the kill did not land mid-conversion")
+	}
+	waitGone(t, pid)
+	if !tempWithBytes() {
+		t.Error("no partial copy in the vault after the kill")
+	}
 	exec.Command("umount", "-l", v.mnt).Run()
 	waitMounted(t, v.mnt, false)
 	v.mount(t)
@@ -147,9 +172,66 @@ func TestMigrateSurvivesKill(t *testing.T) {
 	// Only the plaintext copy is left in the vault (no encrypted twin).
 	raw, _ := os.ReadDir(v.backing)
 	for _, e := range raw {
-		if strings.HasPrefix(e.Name(), "~~c") {
+		if strings.HasPrefix(e.Name(), crypt.EncryptedPrefix) {
 			t.Errorf("encrypted twin left in the vault: %s", e.Name())
 		}
+	}
+}
+
+// holdRead watches reads of the files in dir with fanotify permission
+// events. At the first read by process pid that comes while ready() holds,
+// it runs act() while that read waits for permission, then lets it go, as
+// it lets every other read go at once. The returned stop ends the watch and
+// reports whether act ran.
+func holdRead(t *testing.T, dir string, pid int, ready func() bool, act func()) (stop func() bool) {
+	t.Helper()
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err != nil {
+		t.Fatalf("fanotify_init: %v", err)
+	}
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD, unix.FAN_ACCESS_PERM|unix.FAN_EVENT_ON_CHILD, unix.AT_FDCWD, dir); err != nil {
+		unix.Close(fd)
+		t.Fatalf("fanotify_mark %s: %v", dir, err)
+	}
+	quit, done := make(chan struct{}), make(chan bool)
+	go func() {
+		acted := false
+		buf := make([]byte, 4096)
+		const metaLen = int(unsafe.Sizeof(unix.FanotifyEventMetadata{}))
+		for {
+			select {
+			case <-quit:
+				unix.Close(fd) // allows whatever still waits
+				done <- acted
+				return
+			default:
+			}
+			// Wake up now and then to see quit; events wake it at once.
+			unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 50)
+			n, err := unix.Read(fd, buf)
+			if err != nil || n <= 0 {
+				continue
+			}
+			for off := 0; off+metaLen <= n; {
+				ev := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[off]))
+				if ev.Mask&unix.FAN_ACCESS_PERM != 0 {
+					if !acted && int(ev.Pid) == pid && ready() {
+						act()
+						acted = true
+					}
+					resp := unix.FanotifyResponse{Fd: ev.Fd, Response: unix.FAN_ALLOW}
+					unix.Write(fd, (*[unsafe.Sizeof(resp)]byte)(unsafe.Pointer(&resp))[:])
+				}
+				if ev.Fd >= 0 {
+					unix.Close(int(ev.Fd))
+				}
+				off += int(ev.Event_len)
+			}
+		}
+	}()
+	return func() bool {
+		close(quit)
+		return <-done
 	}
 }
 
@@ -223,5 +305,43 @@ func TestMigrateKeepsXattrs(t *testing.T) {
 		run(t, "reload", v.mnt)
 		run(t, "migrate", v.mnt)
 		check("after migrating to policy [" + policy + "]")
+	}
+}
+
+// TestMigrateOldPlaintextNote: migrating plaintext to encrypted says that
+// the old plaintext may remain on the disk, and points at the threat model
+// where an installed cryptpt has it (PREFIX/share/doc/cryptpt beside
+// PREFIX/bin), not at a path in a source checkout.
+func TestMigrateOldPlaintextNote(t *testing.T) {
+	prefix := t.TempDir()
+	for _, d := range []string{"bin", "share/doc/cryptpt"} {
+		must(t, os.MkdirAll(filepath.Join(prefix, d), 0o755))
+	}
+	installed := filepath.Join(prefix, "bin", "cryptpt")
+	self, err := os.ReadFile(binary)
+	must(t, err)
+	must(t, os.WriteFile(installed, self, 0o755))
+	doc := filepath.Join(prefix, "share", "doc", "cryptpt", "threat-model.md")
+	must(t, os.WriteFile(doc, []byte("# threat model\n"), 0o644))
+
+	v := newCLIVault(t, "/**")
+	v.mount(t)
+	for _, name := range []string{"a", "b"} {
+		must(t, os.WriteFile(v.path(name), []byte("was plaintext"), 0o644))
+	}
+	v.setPolicy(t, "")
+	run(t, "reload", v.mnt)
+	out, err := exec.Command(installed, "migrate", v.mnt).CombinedOutput()
+	if err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	for _, want := range []string{"the old plaintext of the 2 entries now encrypted may still be recoverable from the disk",
+		"snapshots, backups", "\"Old plaintext after migrate\" in " + doc + ")"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("migrate output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "docs/threat-model.md") {
+		t.Errorf("migrate points at a source checkout:\n%s", out)
 	}
 }

@@ -146,6 +146,15 @@ func TestPAM(t *testing.T) {
 	if _, err := os.Stat(keyFile); err == nil {
 		t.Fatal("a wrong password left a key behind")
 	}
+	// A session without a password (su from root, an ssh key) leaves the
+	// home locked and tells the user why (pam_exec's stdout option).
+	out, err := pamtester("login", u.name, "", "open_session", "close_session")
+	if err != nil || !strings.Contains(out, "cryptpt: the encrypted home of "+u.name+" stays locked: this login gave no password") {
+		t.Errorf("a session without a password: %v, the user was told:\n%s", err, out)
+	}
+	if isMountpoint(u.home) {
+		t.Fatal("a session without a password mounted the home")
+	}
 
 	login := func(pw string) {
 		t.Helper()
@@ -231,7 +240,7 @@ func TestPAM(t *testing.T) {
 
 	// su from another user, through a terminal as a person would.
 	other := newHomeUser(t, "cpt-pam-su", "other-pw", "")
-	out := suWithPassword(t, other.name, u.name, "pam-new-pw", "cat ~/secret")
+	out = suWithPassword(t, other.name, u.name, "pam-new-pw", "cat ~/secret")
 	if !strings.Contains(out, string(u.canary)) {
 		t.Errorf("su - %s -c 'cat ~/secret' printed %q, want the canary", u.name, out)
 	}
@@ -273,4 +282,90 @@ func suWithPassword(t *testing.T, from, target, password, cmd string) string {
 		t.Errorf("su never asked for the password:\n%s", seen.String())
 	}
 	return seen.String()
+}
+
+// TestPAMDisplayManager logs in through the PAM stacks of Debian's display
+// managers (testdata/pam: lightdm's and gdm3's gdm-password, as their
+// packages ship them, with @include common-auth, common-account,
+// common-session and common-password) with pamtester, as the display
+// manager would call them: authenticate, acct_mgmt, open_session, and
+// close_session at logout. One line is added at the end of each stack: a
+// pam_exec probe that records, at open_session, whether the home is
+// mounted by then, which is what the session the display manager starts
+// next would see. A wrong password mounts nothing; the right one mounts the
+// home decrypted; close_session unmounts it, also when the same process
+// that opened the session closes it (as a display manager does).
+func TestPAMDisplayManager(t *testing.T) {
+	openFuse(t)
+	u := newHomeUser(t, "cpt-dm", "dm-login-pw", "")
+	if _, e, code := u.initHome(t); code != 0 {
+		t.Fatalf("home init: %d %s", code, e)
+	}
+	enablePAMProfile(t)
+	keyFile := "/run/cryptpt-home/" + u.name + ".key"
+	probeOut := filepath.Join(t.TempDir(), "probe")
+	probe := filepath.Join(t.TempDir(), "probe.sh")
+	must(t, os.WriteFile(probe, []byte("#!/bin/sh\n[ \"$PAM_TYPE\" = open_session ] || exit 0\n"+
+		"if findmnt -M "+u.home+" >/dev/null; then echo mounted; else echo locked; fi >> "+probeOut+"\n"), 0o755))
+	probed := func() string {
+		t.Helper()
+		data, _ := os.ReadFile(probeOut)
+		os.Remove(probeOut)
+		return strings.TrimSpace(string(data))
+	}
+	for _, dm := range []string{"lightdm", "gdm-password"} {
+		t.Run(dm, func(t *testing.T) {
+			stack, err := os.ReadFile(filepath.Join("testdata", "pam", dm))
+			must(t, err)
+			service := "cryptpt-test-" + dm
+			stack = append(stack, []byte("\n# cryptpt test probe: is the home mounted when the session starts?\nsession optional pam_exec.so "+probe+"\n")...)
+			must(t, os.WriteFile("/etc/pam.d/"+service, stack, 0o644))
+			t.Cleanup(func() { os.Remove("/etc/pam.d/" + service) })
+
+			if out, err := pamtester(service, u.name, "not the password\n", "authenticate", "acct_mgmt", "open_session"); err == nil {
+				t.Fatalf("%s accepted a wrong password:\n%s", dm, out)
+			}
+			if isMountpoint(u.home) || !emptyDir(t, u.home) {
+				t.Fatalf("a wrong password at %s mounted the home", dm)
+			}
+			if _, err := os.Stat(keyFile); err == nil {
+				t.Fatalf("a wrong password at %s left a key behind", dm)
+			}
+
+			// Login and logout as two processes (the first one ends
+			// without close_session; the second closes).
+			out, err := pamtester(service, u.name, "dm-login-pw\n", "authenticate", "acct_mgmt", "open_session")
+			if err != nil {
+				t.Fatalf("%s login: %v\n%s", dm, err, out)
+			}
+			if got := probed(); got != "mounted" {
+				t.Errorf("%s: at the end of open_session the home was %q, want mounted", dm, got)
+			}
+			if got := u.asUser(t, "cat ~/secret", nil); got != string(u.canary) {
+				t.Errorf("%s: ~/secret after login reads %q, want the canary", dm, got)
+			}
+			if out, err := pamtester(service, u.name, "", "close_session"); err != nil {
+				t.Fatalf("%s close_session: %v\n%s", dm, err, out)
+			}
+			if isMountpoint(u.home) || !emptyDir(t, u.home) {
+				t.Fatalf("%s logout left the home mounted", dm)
+			}
+			if _, err := os.Stat(keyFile); err == nil {
+				t.Fatalf("%s logout left the key behind", dm)
+			}
+
+			// One process through the whole session, as the display
+			// manager's session worker is.
+			out, err = pamtester(service, u.name, "dm-login-pw\n", "authenticate", "acct_mgmt", "open_session", "close_session")
+			if err != nil {
+				t.Fatalf("%s session in one process: %v\n%s", dm, err, out)
+			}
+			if got := probed(); got != "mounted" {
+				t.Errorf("%s: at the end of open_session (one process) the home was %q, want mounted", dm, got)
+			}
+			if isMountpoint(u.home) || !emptyDir(t, u.home) {
+				t.Errorf("%s: close_session by the process that opened the session left the home mounted", dm)
+			}
+		})
+	}
 }

@@ -155,3 +155,76 @@ func TestHomePtregChecks(t *testing.T) {
 		t.Errorf("unknown op: %d, want EINVAL", got)
 	}
 }
+
+// TestPassthroughAdviceHelper mounts as an unprivileged user (nobody), once
+// with no helper to be found and once with a helper that lacks its
+// capability, and reads status: both times passthrough is off, and the
+// advice names the helper first (with the exact setcap line for the one the
+// daemon ran), then the system unit, then setcap on cryptpt with its
+// warning.
+func TestPassthroughAdviceHelper(t *testing.T) {
+	openFuse(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("no setpriv")
+	}
+	// A helper built without its capability, where nobody can run it.
+	dir, err := os.MkdirTemp("", "cryptpt-ptreg-nocap-")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	must(t, os.Chmod(dir, 0o755))
+	nocap := filepath.Join(dir, "cryptpt-ptreg")
+	if out, err := exec.Command("go", "build", "-o", nocap, "../cmd/cryptpt-ptreg").CombinedOutput(); err != nil {
+		t.Fatalf("build cryptpt-ptreg: %v\n%s", err, out)
+	}
+	// Where make install put the helper, if it did on this machine: status
+	// names it instead of suggesting make install.
+	installed := []string{"\"sudo make install\"", "/usr/local/lib/cryptpt/cryptpt-ptreg with its capability"}
+	if _, err := os.Stat("/usr/local/lib/cryptpt/cryptpt-ptreg"); err == nil {
+		installed = []string{"/usr/local/lib/cryptpt/cryptpt-ptreg", "this cryptpt does not look there: set CRYPTPT_PTREG=/usr/local/lib/cryptpt/cryptpt-ptreg"}
+	}
+	for _, tc := range []struct {
+		name, helper string
+		want         []string // in this order
+	}{
+		{"no helper", "", append(append([]string{"passthrough:  off", "CAP_SYS_ADMIN", "cryptpt-ptreg"},
+			installed...), "then mount again",
+			"cryptpt@nobody.service", "setcap cap_sys_admin+ep $(command -v cryptpt)", "to every user who can run that binary")},
+		{"helper without capability", nocap, []string{
+			"passthrough:  off", "the passthrough helper " + nocap + " failed", "cryptpt-ptreg",
+			"\"sudo setcap cap_sys_admin+ep " + nocap + "\"",
+			"cryptpt@nobody.service", "setcap cap_sys_admin+ep $(command -v cryptpt)", "to every user who can run that binary"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newCLIVault(t, "media/")
+			for _, p := range []string{v.dir, v.backing, v.mnt, v.pwfile, v.config} {
+				must(t, os.Chown(p, 65534, 65534))
+			}
+			filepath.Walk(v.backing, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, 65534, 65534) })
+			for p := v.dir; p != os.TempDir(); p = filepath.Dir(p) {
+				os.Chmod(p, 0o755)
+			}
+			asNobody := func(args ...string) ([]byte, error) {
+				cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", binary}, args...)...)
+				cmd.Env = append(os.Environ(), "HOME="+v.dir, "CRYPTPT_PTREG="+tc.helper)
+				return cmd.CombinedOutput()
+			}
+			if out, err := asNobody("mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt); err != nil {
+				t.Fatalf("mount as nobody: %v\n%s", err, out)
+			}
+			t.Cleanup(func() { asNobody("unmount", v.mnt) })
+			out, err := asNobody("status", v.mnt)
+			if err != nil {
+				t.Fatalf("status: %v\n%s", err, out)
+			}
+			text := string(out)
+			at := 0
+			for _, w := range tc.want {
+				i := strings.Index(text[at:], w)
+				if i < 0 {
+					t.Fatalf("status lacks %q after byte %d (the advice in order: %q):\n%s", w, at, tc.want, text)
+				}
+				at += i + len(w)
+			}
+		})
+	}
+}

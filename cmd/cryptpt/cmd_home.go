@@ -35,17 +35,17 @@ An encrypted home directory (run as root). "init" makes the vault of USER in
 the files of the home into the vault, verified, resumable after a kill (run
 "init" again) and undone by "abort". The vault password should be the login
 password: then "pam-auth-update --enable cryptpt" mounts the vault over the
-home at login and unmounts it when the last session ends. See docs/home.md.
+home at login and unmounts it when the last session ends. More: %s.
 `
 
 func runHome(args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, homeUsage)
+		fmt.Fprintf(os.Stderr, homeUsage, docRef("home.md"))
 		return &userError{code: exitUsage}
 	}
 	switch args[0] {
 	case "-h", "--help", "-help", "help":
-		fmt.Fprint(os.Stderr, homeUsage)
+		fmt.Fprintf(os.Stderr, homeUsage, docRef("home.md"))
 		return errHelp
 	case "init":
 		return runHomeInit(args[1:])
@@ -162,6 +162,17 @@ func runHomeInit(args []string) error {
 	if !resume && exists(h.vault) {
 		return fail("\"cryptpt home abort "+name+"\" removes an unfinished one", "%s already has an encrypted home (%s)", name, h.vault)
 	}
+	if resume {
+		j, _, err := readJournal(h.state)
+		if err != nil {
+			return fail("", "cannot read the journal %s: %v", h.state, err)
+		}
+		if j.phase == phaseRemove {
+			// Past the point of no return: the copy is done and
+			// verified, some originals are gone. Only finish.
+			return finishHomeInit(h, nil, *keep, true)
+		}
+	}
 	if err := checkHomeDir(h, resume); err != nil {
 		return err
 	}
@@ -192,6 +203,14 @@ func runHomeInit(args []string) error {
 		master = &m
 		fmt.Printf("Recovery key of %s's home (shown only now; it resets a lost password: write it down and keep it safe):\n\n    %s\n\n", name, recovery)
 	}
+	return finishHomeInit(h, master, *keep, resume)
+}
+
+// finishHomeInit runs the rest of "home init" from where the journal says
+// it stopped: the copy (master is needed only there), the swap, the removal
+// of the originals. resume says whether an earlier run made the vault.
+func finishHomeInit(h *homeLayout, master *[32]byte, keep, resume bool) error {
+	name := h.user.Username
 	j, err := openJournal(h.state)
 	if err != nil {
 		return fail("", "cannot open the journal %s: %v", h.state, err)
@@ -211,14 +230,24 @@ func runHomeInit(args []string) error {
 			return fail("", "cannot write the journal %s: %v", h.state, err)
 		}
 	}
-	if err := swapHome(h, *keep); err != nil {
+	if j.phase == phaseRemove {
+		fmt.Fprintf(os.Stderr, "Finishing an init that was stopped while it removed the originals of %s (every file is in the vault, verified).\n", name)
+		if keep {
+			fmt.Fprintf(os.Stderr, "--keep-originals comes too late: part of them is deleted already.\n")
+		}
+		keep = false
+	}
+	if err := swapHome(h, j, keep); err != nil {
 		return err
 	}
 	j.close()
-	os.Remove(h.state)
+	if err := os.Remove(h.state); err != nil {
+		return fail("", "cannot remove the journal %s: %v", h.state, err)
+	}
+	syncDir(h.base)
 	os.Remove(h.staging)
 	fmt.Fprintf(os.Stderr, "%s's home is encrypted in %s; %s is now an empty mountpoint.\n", name, h.vault, h.home)
-	if *keep {
+	if keep {
 		fmt.Fprintf(os.Stderr, "The original files are in %s: delete them (rm -rf) once you have checked the encrypted home.\n", h.orig)
 	}
 	fmt.Fprintf(os.Stderr, "Unlock at login: pam-auth-update --enable cryptpt (once per machine). By hand: cryptpt home mount %s\n", name)
@@ -384,35 +413,62 @@ func homeBytes(n int64) string {
 
 // swapHome moves the original home out of the way, leaves an empty
 // directory with the same owner and mode as the mountpoint, and removes the
-// originals unless keep. Each step can be redone after a kill.
-func swapHome(h *homeLayout, keep bool) error {
-	if !exists(h.orig) {
-		if err := os.Rename(h.home, h.orig); err != nil {
-			return fail("", "cannot move %s to %s: %v", h.home, h.orig, err)
+// originals unless keep. Each step can be redone after a kill. Before the
+// first original is deleted the journal records "phase remove", synced:
+// from then on abort refuses and a new init only finishes the removal.
+func swapHome(h *homeLayout, j *journal, keep bool) error {
+	if j.phase < phaseRemove {
+		if !exists(h.orig) {
+			if err := os.Rename(h.home, h.orig); err != nil {
+				return fail("", "cannot move %s to %s: %v", h.home, h.orig, err)
+			}
+			syncDir(filepath.Dir(h.home))
 		}
-		syncDir(filepath.Dir(h.home))
-	}
-	if !exists(h.home) {
-		st, err := os.Lstat(h.orig)
-		if err != nil {
-			return fail("", "%v", err)
+		if !exists(h.home) {
+			st, err := os.Lstat(h.orig)
+			if err != nil {
+				return fail("", "%v", err)
+			}
+			sys := st.Sys().(*syscall.Stat_t)
+			if err := os.Mkdir(h.home, 0o700); err != nil {
+				return fail("", "cannot create the mountpoint %s: %v", h.home, err)
+			}
+			os.Chown(h.home, int(sys.Uid), int(sys.Gid))
+			os.Chmod(h.home, st.Mode().Perm())
+			syncDir(filepath.Dir(h.home))
 		}
-		sys := st.Sys().(*syscall.Stat_t)
-		if err := os.Mkdir(h.home, 0o700); err != nil {
-			return fail("", "cannot create the mountpoint %s: %v", h.home, err)
+		testKill("swap", 0)
+		if keep {
+			return nil
 		}
-		os.Chown(h.home, int(sys.Uid), int(sys.Gid))
-		os.Chmod(h.home, st.Mode().Perm())
-		syncDir(filepath.Dir(h.home))
+		if err := j.setPhase(phaseRemove); err != nil {
+			return fail("", "cannot write the journal %s: %v", h.state, err)
+		}
 	}
-	testKill("swap", 0)
-	if keep {
-		return nil
+	if err := removeOriginals(h.orig); err != nil {
+		return fail("run \"cryptpt home init "+h.user.Username+"\" again to finish", "cannot remove the originals in %s: %v", h.orig, err)
 	}
-	if err := os.RemoveAll(h.orig); err != nil {
-		return fail("", "cannot remove the originals in %s: %v", h.orig, err)
-	}
+	syncDir(h.base)
 	return nil
+}
+
+// removeOriginals deletes the original home, one entry of its top directory
+// at a time (the tests kill it in between).
+func removeOriginals(orig string) error {
+	ents, err := os.ReadDir(orig)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // removed before a kill that came before the journal's end
+	}
+	if err != nil {
+		return err
+	}
+	for i, e := range ents {
+		if err := os.RemoveAll(filepath.Join(orig, e.Name())); err != nil {
+			return err
+		}
+		testKill("remove", i+1)
+	}
+	return os.Remove(orig)
 }
 
 func syncDir(dir string) {
@@ -444,6 +500,16 @@ func runHomeAbort(args []string) error {
 			return fail("the home lives in the vault now; copy it out through \"cryptpt home mount "+name+"\" to undo", "the encrypted home of %s is finished: there is nothing to abort", name)
 		}
 		return fail("", "%s has no encrypted home being set up", name)
+	}
+	j, _, err := readJournal(h.state)
+	if err != nil {
+		return fail("look at it; \"cryptpt home init "+name+"\" again resumes", "cannot read the journal %s: %v", h.state, err)
+	}
+	if j.phase == phaseRemove {
+		// The originals are partly deleted: putting them back and
+		// deleting the vault would lose what is gone from them.
+		return fail("run \"cryptpt home init "+name+"\" to finish; then the home lives in the vault (mount it and copy the files out to undo)",
+			"too late to abort: init of %s was removing the originals (every file is in the vault, verified)", name)
 	}
 	if m, _ := fs.FindMount(h.staging); m == h.staging {
 		if err := unix.Unmount(h.staging, 0); err != nil {

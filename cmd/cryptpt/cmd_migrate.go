@@ -105,8 +105,10 @@ func runMigrate(args []string) error {
 	bar.done()
 	fmt.Printf("Converted %d entries (%s); %d left as they were.\n", converted, humanBytes(total), skipped)
 	if encrypted > 0 {
-		fmt.Printf("Note: the old plaintext of the %d entries now encrypted may still be recoverable from the disk\n", encrypted)
-		fmt.Printf("(freed blocks, snapshots, backups, SSD wear levelling); see docs/threat-model.md.\n")
+		fmt.Printf("Note: the old plaintext of the %d entries now encrypted may still be recoverable from the disk:\n", encrypted)
+		fmt.Printf("its blocks stay until the disk reuses them, and in snapshots, backups, a sync service's\n")
+		fmt.Printf("history and an SSD's spare blocks. Data that must never have been plaintext needs those\n")
+		fmt.Printf("wiped too (\"Old plaintext after migrate\" in %s).\n", docRef("threat-model.md"))
 	}
 	if skipped > 0 {
 		return &userError{code: exitError}
@@ -217,4 +219,22 @@ func planMigration(mp string, policy *config.Policy) ([]migration, error) {
 		return nil, fail("", "cannot walk %s: %v", mp, err)
 	}
 	return todo, nil
+}
+
+// docRef names where a user finds cryptpt's document name: where make
+// install put it (../share/doc/cryptpt/ from this program, as PREFIX/bin
+// and PREFIX/share/doc/cryptpt are, else the default PREFIX /usr/local), or
+// where it comes from when it is not installed.
+func docRef(name string) string {
+	var dirs []string
+	if self, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Join(filepath.Dir(self), "..", "share", "doc", "cryptpt"))
+	}
+	dirs = append(dirs, "/usr/local/share/doc/cryptpt")
+	for _, d := range dirs {
+		if p := filepath.Join(d, name); exists(p) {
+			return filepath.Clean(p)
+		}
+	}
+	return name + " of cryptpt's documentation (/usr/local/share/doc/cryptpt after make install)"
 }

@@ -111,7 +111,14 @@ func runMount(args []string) error {
 	if mf.foreground {
 		return serve(backing, mountpoint, cfg, mf, v.Master(), nil)
 	}
-	return spawnDaemon(mountpoint, v.Master())
+	if err := spawnDaemon(mountpoint, v.Master()); err != nil {
+		return err
+	}
+	if cfg.File == "" {
+		// The daemon logs it too, where nobody looks (-f prints its log).
+		fmt.Fprintf(os.Stderr, "cryptpt: note: no config file at %s, so no policy: everything new is encrypted (write one, then \"cryptpt reload %s\")\n", mf.configPath, mountpoint)
+	}
+	return nil
 }
 
 func loadConfig(path string) (*config.Config, error) {
@@ -163,6 +170,18 @@ func spawnDaemon(mountpoint string, master *[32]byte) error {
 	if err != nil {
 		return fail("", "cannot find my own executable: %v", err)
 	}
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), daemonEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return startDaemon(cmd, master, "run the same command with -f to see the daemon's log")
+}
+
+// startDaemon starts cmd (this program as a daemon: daemonEnv set), hands it
+// master on fd 3 and waits for its answer on fd 4: nil once the mount is
+// live, else a *userError with the daemon's reason and hint. A daemon that
+// dies without a word (a crash, a signal) is reported with how it ended and
+// what it wrote on its stderr meanwhile (a Go panic), with hint.
+func startDaemon(cmd *exec.Cmd, master *[32]byte, hint string) error {
 	keyR, keyW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -171,34 +190,76 @@ func spawnDaemon(mountpoint string, master *[32]byte) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), daemonEnv+"=1")
-	cmd.ExtraFiles = []*os.File{keyR, rdyW} // fds 3 and 4
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fail("", "cannot start the daemon: %v", err)
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return err
 	}
+	cmd.ExtraFiles = []*os.File{keyR, rdyW} // fds 3 and 4
+	cmd.Stderr = errW                       // until the mount is ready (see daemonMain)
+	err = cmd.Start()
 	keyR.Close()
 	rdyW.Close()
+	errW.Close()
+	if err != nil {
+		keyW.Close()
+		rdyR.Close()
+		errR.Close()
+		return fail("", "cannot start the daemon: %v", err)
+	}
+	stderr := newPipeReader(errR, 64<<10)
 	_, werr := keyW.Write(master[:])
 	keyW.Close()
 	msg, _ := io.ReadAll(rdyR)
 	rdyR.Close()
 	if werr == nil && strings.TrimSpace(string(msg)) == "ok" {
 		cmd.Process.Release()
+		stderr.stop()
 		return nil
 	}
-	cmd.Wait()
+	waitErr := cmd.Wait()
+	said := stderr.stop()
 	// The daemon's first line is the error, a second one its hint.
-	reason, hint, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n"+readyHint)
-	if reason == "" {
-		return fail("run with -f to see the daemon's log", "mount failed: the daemon exited before the mount was ready")
+	reason, dhint, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n"+readyHint)
+	if reason != "" {
+		return &userError{msg: reason, hint: dhint, code: exitError}
 	}
-	return fail(hint, "%s", reason)
+	return &userError{msg: "mount failed: the daemon exited before the mount was ready: " + daemonDeath(waitErr, said), hint: hint, code: exitError}
 }
 
 // readyHint starts the line of the ready pipe that carries a hint.
 const readyHint = "hint: "
+
+// daemonDeath words how a daemon ended: the line of its stderr that says
+// why (a Go panic or fatal error, else its last line), and its exit status
+// or signal.
+func daemonDeath(waitErr error, stderr []byte) string {
+	how := "it exited"
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			how = fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
+		} else {
+			how = fmt.Sprintf("exit status %d", ee.ExitCode())
+		}
+	} else if waitErr == nil {
+		how = "exit status 0"
+	}
+	var last string
+	for _, line := range strings.Split(string(stderr), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
+			last = line
+			break
+		}
+		if line != "" {
+			last = line
+		}
+	}
+	if last != "" {
+		return fmt.Sprintf("%s (%s)", last, how)
+	}
+	return how
+}
 
 // daemonMain is the background daemon: it reads the key, detaches from the
 // terminal and serves.
@@ -212,12 +273,11 @@ func daemonMain(backing, mountpoint string, cfg *config.Config, mf mountFlags) e
 		fmt.Fprintf(ready, "cannot receive the key: %v\n", err)
 		return err
 	}
-	if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
-		for _, fd := range []int{0, 1, 2} {
-			syscall.Dup2(int(devnull.Fd()), fd)
-		}
-		devnull.Close()
-	}
+	// Detach from the terminal. Stderr stays the starter's pipe until the
+	// mount is ready (serve then points it at /dev/null), so that a crash
+	// before that is reported with its cause.
+	detachStdio(0, 1)
+	testCrash()
 	err = serve(backing, mountpoint, cfg, mf, &master, ready)
 	if err != nil {
 		var ue *userError
@@ -232,6 +292,28 @@ func daemonMain(backing, mountpoint string, cfg *config.Config, mf mountFlags) e
 	}
 	ready.Close()
 	return err
+}
+
+// detachStdio points the given fds at /dev/null.
+func detachStdio(fds ...int) {
+	if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		for _, fd := range fds {
+			syscall.Dup2(int(devnull.Fd()), fd)
+		}
+		devnull.Close()
+	}
+}
+
+// testCrash, for the tests only, makes the background daemon die before its
+// mount is ready: CRYPTPT_TEST_CRASH=kill (SIGKILL) or panic.
+func testCrash() {
+	switch os.Getenv("CRYPTPT_TEST_CRASH") {
+	case "kill":
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	case "panic":
+		panic("CRYPTPT_TEST_CRASH=panic")
+	}
 }
 
 // newLogger picks where the daemon logs: a file if asked, stderr in the
@@ -340,6 +422,7 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 	}
 	defer ctl.Close()
 	if ready != nil {
+		detachStdio(2) // the starter's pipe, which it closes on "ok"
 		fmt.Fprintln(ready, "ok")
 		ready.Close()
 	}
@@ -359,7 +442,7 @@ func serve(backing, mountpoint string, cfg *config.Config, mf mountFlags, master
 		}
 	}()
 	if mf.idle > 0 {
-		go unmountWhenIdle(m, mf.idle, mountpoint, logger)
+		go unmountWhenIdle(m, mf.idle, mountpoint, logger, mf.debug)
 	}
 	if path := os.Getenv("CRYPTPT_CPUPROFILE"); path != "" {
 		// For the performance work: a CPU profile of the daemon's whole life.
@@ -383,8 +466,9 @@ func contentFormat(configVersion int) uint16 {
 	return crypt.FormatVersion
 }
 
-// unmountWhenIdle unmounts once the mount has been idle for limit.
-func unmountWhenIdle(m *fs.Mount, limit time.Duration, mountpoint string, logger *log.Logger) {
+// unmountWhenIdle unmounts once the mount has been idle for limit. With
+// debug it logs each check (the tests read it to know that a check came).
+func unmountWhenIdle(m *fs.Mount, limit time.Duration, mountpoint string, logger *log.Logger, debug bool) {
 	tick := limit / 10
 	if tick > time.Minute {
 		tick = time.Minute
@@ -393,7 +477,11 @@ func unmountWhenIdle(m *fs.Mount, limit time.Duration, mountpoint string, logger
 		tick = 100 * time.Millisecond
 	}
 	for range time.Tick(tick) {
-		if m.Idle() >= limit {
+		idle := m.Idle()
+		if debug {
+			logger.Printf("idle check at %s: idle %v of %v (0 while a file is open)", time.Now().Format(time.RFC3339Nano), idle, limit)
+		}
+		if idle >= limit {
 			logger.Printf("idle for %v: unmounting %s", limit, mountpoint)
 			if err := m.Unmount(); err != nil {
 				logger.Printf("idle unmount of %s: %v", mountpoint, err)

@@ -74,8 +74,8 @@ func printStatus(st *control.Status) {
 	} else {
 		fmt.Printf("passthrough:  off: %s\n", st.PassthroughReason)
 		fmt.Printf("              plaintext files are served by the daemon (no crypto, but slower).\n")
-		if strings.Contains(st.PassthroughReason, "CAP_SYS_ADMIN") {
-			printPassthroughAdvice()
+		if strings.Contains(st.PassthroughReason, "CAP_SYS_ADMIN") || strings.Contains(st.PassthroughReason, "passthrough helper") {
+			printPassthroughAdvice(st.PassthroughReason)
 		}
 	}
 	fmt.Printf("opens:        %d plaintext via passthrough, %d plaintext via daemon, %d encrypted\n",
@@ -92,16 +92,50 @@ func printStatus(st *control.Status) {
 	listPaths("injected", "plaintext entries where the policy says encrypted (\"cryptpt migrate\" encrypts them)", st.Injected)
 }
 
-// printPassthroughAdvice says how a user's daemon gets CAP_SYS_ADMIN, the
-// narrowest way first.
-func printPassthroughAdvice() {
-	fmt.Printf("              To get passthrough, the daemon needs CAP_SYS_ADMIN:\n")
-	// A privileged mount helper, once there is one, goes first here: it
-	// would hand the daemon only passthrough, not the whole capability.
+// printPassthroughAdvice says how a daemon without CAP_SYS_ADMIN gets
+// passthrough, the narrowest way first: the helper cryptpt-ptreg, which
+// holds the capability so that the daemon needs none; then ways that give
+// the daemon the whole capability. reason is the daemon's.
+func printPassthroughAdvice(reason string) {
+	fmt.Printf("              To get passthrough with a daemon that holds no capability, use the helper\n")
+	fmt.Printf("              cryptpt-ptreg (it registers plaintext files for the daemon, nothing else):\n")
+	helper := ""
+	if rest, ok := strings.CutPrefix(reason, "the passthrough helper "); ok {
+		helper, _, _ = strings.Cut(rest, " failed:")
+	}
+	switch {
+	case helper != "" && !hasSysAdminCap(helper):
+		fmt.Printf("              - the daemon ran %s, which lacks its capability:\n", helper)
+		fmt.Printf("                \"sudo setcap cap_sys_admin+ep %s\", then mount again;\n", helper)
+	case helper != "":
+		fmt.Printf("              - the daemon ran %s, which has its capability but failed (see the\n", helper)
+		fmt.Printf("                daemon's log): a daemon started with no_new_privs (systemd's\n")
+		fmt.Printf("                NoNewPrivileges=) or a helper on a nosuid filesystem gets no file capability;\n")
+	default:
+		found, elsewhere := findHelper(), false
+		if found == "" && exists(installedHelper) {
+			found, elsewhere = installedHelper, true
+		}
+		switch {
+		case found == "":
+			fmt.Printf("              - \"sudo make install\" (from the source) installs it as\n")
+			fmt.Printf("                %s with its capability;\n", installedHelper)
+		case !hasSysAdminCap(found):
+			fmt.Printf("              - %s lacks its capability:\n", found)
+			fmt.Printf("                \"sudo setcap cap_sys_admin+ep %s\";\n", found)
+		default:
+			fmt.Printf("              - it is installed: %s;\n", found)
+		}
+		if elsewhere {
+			fmt.Printf("                this cryptpt does not look there: set CRYPTPT_PTREG=%s;\n", found)
+		}
+		fmt.Printf("                then mount again;\n")
+	}
 	name := "$USER"
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
+	fmt.Printf("              Or give the daemon itself CAP_SYS_ADMIN (more than passthrough needs):\n")
 	fmt.Printf("              - the system unit cryptpt@USER.service runs it as you with only that\n")
 	fmt.Printf("                capability: \"sudo systemctl enable --now cryptpt@%s.service\";\n", name)
 	fmt.Printf("              - or mount as root;\n")

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"cryptpt/fs"
+	"cryptpt/internal/mountinfo"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,10 +35,36 @@ func runUnmount(args []string) error {
 		}
 		return nil
 	}
+	backing := mountSource(mp)
 	if err := unmount(mp); err != nil {
 		return fail("close the files open under it (see \"fuser -vm "+mp+"\") and try again, or detach it now with \"cryptpt unmount -z "+mp+"\"", "cannot unmount %s: %v", mp, err)
 	}
+	waitVaultFree(backing)
 	return nil
+}
+
+// mountSource returns the vault of the cryptpt mount at mp, or "".
+func mountSource(mp string) string {
+	mounts, _ := mountinfo.Read()
+	for _, m := range mounts {
+		if m.Point == mp && m.FSType == "fuse."+fs.FsName {
+			return m.Source
+		}
+	}
+	return ""
+}
+
+// waitVaultFree waits, for at most 5 s, until the daemon of an unmounted
+// vault has let go of the vault's lock (it does so as it exits, just after
+// the kernel let go of the mount), so that "cryptpt unmount" followed at
+// once by "cryptpt mount" does not find the vault "already mounted".
+func waitVaultFree(backing string) {
+	if backing == "" {
+		return
+	}
+	for i := 0; i < 500 && errors.Is(fs.CheckVaultLock(backing), fs.ErrVaultInUse); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // unmount unmounts directly where allowed (root, CAP_SYS_ADMIN), else

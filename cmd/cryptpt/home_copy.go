@@ -23,20 +23,29 @@ import (
 
 // The journal of "home init" (USER.state, root's, outside both the home and
 // the vault): a version line, then one line per entry whose copy in the vault
-// was verified, then "phase swap" once every entry is. A line is written only
-// after the copy is synced and compared, so a kill loses at most the entries
-// not yet written, which the next run copies again. A torn last line is
-// ignored.
+// was verified, then "phase swap" once every entry is, then "phase remove"
+// just before the originals are deleted. A line is written only after the
+// copy is synced and compared, so a kill loses at most the entries not yet
+// written, which the next run copies again. A torn last line is ignored.
 //
 //	cryptpt-home-journal 1
 //	e SIZE MTIME_NS MODE "path/relative/to/home"
 //	phase swap
+//	phase remove
+//
+// "phase remove" is the point of no return: it is synced before the first
+// original is deleted, and from then on "home abort" refuses (the originals
+// are no longer whole; the vault holds every file) and "home init" only
+// finishes the removal.
 const journalHeader = "cryptpt-home-journal 1"
 
 const (
 	phaseCopy = iota
 	phaseSwap
+	phaseRemove
 )
+
+var phaseNames = map[int]string{phaseSwap: "swap", phaseRemove: "remove"}
 
 type jentry struct {
 	size, mtime int64
@@ -50,19 +59,25 @@ type journal struct {
 	synced  time.Time
 }
 
-func openJournal(path string) (*journal, error) {
+// readJournal parses the journal at path (a missing file is an empty one)
+// and returns it with its raw bytes, without opening it for writing.
+func readJournal(path string) (*journal, []byte, error) {
 	j := &journal{entries: map[string]jentry{}}
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		return nil, nil, err
 	}
 	lines := strings.Split(string(data), "\n")
 	if len(data) > 0 && lines[0] != journalHeader {
-		return nil, fmt.Errorf("not a cryptpt home journal")
+		return nil, nil, fmt.Errorf("not a cryptpt home journal")
 	}
 	for _, line := range lines[min(1, len(lines)):] {
-		if line == "phase swap" {
-			j.phase = phaseSwap
+		if name, ok := strings.CutPrefix(line, "phase "); ok {
+			for p, n := range phaseNames {
+				if n == name && p > j.phase {
+					j.phase = p
+				}
+			}
 			continue
 		}
 		f := strings.SplitN(line, " ", 5)
@@ -78,6 +93,16 @@ func openJournal(path string) (*journal, error) {
 		}
 		j.entries[rel] = jentry{size, mtime, uint32(mode)}
 	}
+	return j, data, nil
+}
+
+// openJournal reads the journal at path, creating it (synced, with its
+// directory entry) if it is missing, and opens it for appending.
+func openJournal(path string) (*journal, error) {
+	j, data, err := readJournal(path)
+	if err != nil {
+		return nil, err
+	}
 	j.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
@@ -89,6 +114,7 @@ func openJournal(path string) (*journal, error) {
 		if err := j.sync(); err != nil {
 			return nil, err
 		}
+		syncDir(filepath.Dir(path))
 	} else if !bytes.HasSuffix(data, []byte("\n")) {
 		j.f.WriteString("\n") // end a torn line
 	}
@@ -121,12 +147,12 @@ func (j *journal) add(rel string, fi os.FileInfo) error {
 	return nil
 }
 
+// setPhase records phase p and syncs the journal: when it returns nil, a
+// power cut cannot lose the line.
 func (j *journal) setPhase(p int) error {
 	j.phase = p
-	if p == phaseSwap {
-		if _, err := j.f.WriteString("phase swap\n"); err != nil {
-			return err
-		}
+	if _, err := j.f.WriteString("phase " + phaseNames[p] + "\n"); err != nil {
+		return err
 	}
 	return j.sync()
 }
@@ -145,8 +171,9 @@ func (j *journal) close() {
 }
 
 // testKill, for the tests only, kills this process at a named point
-// (CRYPTPT_TEST_KILL=files:N after N verified files, or swap after the
-// originals are moved out) as a power cut would.
+// (CRYPTPT_TEST_KILL=files:N after N verified files, swap after the
+// originals are moved out, remove:N after N entries of the originals'
+// top directory are deleted) as a power cut would.
 func testKill(point string, n int) {
 	want := os.Getenv("CRYPTPT_TEST_KILL")
 	if want == "" {
@@ -204,8 +231,10 @@ func copyHome(h *homeLayout, j *journal, master *[32]byte) error {
 	}()
 
 	c := &homeCopier{h: h, j: j, dst: h.staging, prog: newHomeProgress()}
-	if len(j.entries) > 0 {
-		fmt.Fprintf(os.Stderr, "%d entries were copied and verified before; checking them.\n", len(j.entries))
+	if n := len(j.entries); n > 0 {
+		again := c.recheck()
+		fmt.Fprintf(os.Stderr, "%d entries were copied and verified before; they are not compared again: each is kept if it is unchanged in %s (size, mtime, mode) and its copy is in the vault with the same type and size; %d of them are not and are copied again.\n",
+			n, h.home, again)
 	}
 	// Files that change while copying (nobody should be logged in) are
 	// copied again; the loop ends when a walk finds nothing to do.
@@ -234,6 +263,29 @@ func copyHome(h *homeLayout, j *journal, master *[32]byte) error {
 		return fail("", "cannot give the vault's files to %s: %v", h.user.Username, err)
 	}
 	return nil
+}
+
+// recheck drops from the journal (in memory; the next line of an entry
+// overrides its earlier ones) each entry whose copy is missing from the
+// vault or has another type or size there, so that it is copied again, and
+// returns how many it dropped. What a resumed init trusts of an entry the
+// journal lists is then: unchanged in the home by size, mtime and mode, and
+// present in the vault with that type and size; its bytes were compared
+// before the journal line was written.
+func (c *homeCopier) recheck() int {
+	dropped := 0
+	for rel, e := range c.j.entries {
+		fi, err := os.Lstat(filepath.Join(c.dst, rel))
+		ok := err == nil && uint32(fi.Sys().(*syscall.Stat_t).Mode)&syscall.S_IFMT == e.mode&syscall.S_IFMT
+		if ok && e.mode&syscall.S_IFMT == syscall.S_IFREG {
+			ok = fi.Size() == e.size
+		}
+		if !ok {
+			delete(c.j.entries, rel)
+			dropped++
+		}
+	}
+	return dropped
 }
 
 // homeWork counts the bytes and entries not yet verified.

@@ -136,9 +136,23 @@ func isMounted(dir string) bool {
 
 // mountHome mounts the vault over the home: the daemon runs as the user,
 // gets the key over a pipe and answers on another, as "cryptpt mount" does.
-func mountHome(h *homeLayout, master *[32]byte) error {
+// What was written into the home while it was locked is moved aside first
+// (moveStray), and note says where.
+func mountHome(h *homeLayout, master *[32]byte, note func(format string, a ...any)) error {
 	if isMounted(h.home) {
 		return nil
+	}
+	if errors.Is(fs.CheckMountpoint(h.home), fs.ErrMountpointNotEmpty) {
+		dir, n, err := moveStray(h)
+		if err != nil {
+			return fail("move the files out of "+h.home+" (it must be empty to be mounted over), then log in again",
+				"cannot move what was written into the locked home %s aside: %v", h.home, err)
+		}
+		what := fmt.Sprintf("%d entries", n)
+		if n == 1 {
+			what = "1 entry"
+		}
+		note("%s written into %s while it was locked (a login without the password, or a failed mount) moved to %s, so that the encrypted home can be mounted over it", what, h.home, dir)
 	}
 	if err := checkMountpoint(h.home); err != nil {
 		return err
@@ -162,14 +176,6 @@ func mountHome(h *homeLayout, master *[32]byte) error {
 	if err != nil {
 		return err
 	}
-	keyR, keyW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	rdyR, rdyW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
 	cmd := exec.Command(self, args...)
 	cmd.Dir = "/"
 	cmd.Env = []string{daemonEnv + "=1", "HOME=" + h.home, "USER=" + h.user.Username, "LOGNAME=" + h.user.Username,
@@ -177,33 +183,58 @@ func mountHome(h *homeLayout, master *[32]byte) error {
 	if p := os.Getenv("CRYPTPT_PTREG"); p != "" {
 		cmd.Env = append(cmd.Env, "CRYPTPT_PTREG="+p) // a helper elsewhere than beside cryptpt
 	}
-	cmd.ExtraFiles = []*os.File{keyR, rdyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setsid:     true,
 		Credential: &syscall.Credential{Uid: uint32(h.uid), Gid: uint32(h.gid), Groups: groups},
 	}
-	err = cmd.Start()
-	keyR.Close()
-	rdyW.Close()
+	logHint := "see " + h.log + " or the system log"
+	err = startDaemon(cmd, master, logHint)
+	var ue *userError
+	if errors.As(err, &ue) {
+		if ue.hint == "" {
+			ue.hint = logHint
+		}
+		return fail(ue.hint, "mounting the home of %s failed: %s", h.user.Username, ue.msg)
+	}
+	return err
+}
+
+// moveStray moves the entries of the (locked, unmounted) home into a new
+// directory base/USER.stray-TIME, which it gives to the user: a session
+// that did not unlock the home (su from root, an ssh key, a failed mount)
+// writes there, a shell's history at least, and the vault must be mounted
+// over an empty directory. Nothing is deleted. The renames stay within one
+// filesystem (init checked it) and follow no symlink.
+func moveStray(h *homeLayout) (dir string, n int, err error) {
+	ents, err := os.ReadDir(h.home)
+	if err != nil || len(ents) == 0 {
+		return "", 0, err
+	}
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	for i := 0; ; i++ {
+		dir = filepath.Join(h.base, h.user.Username+".stray-"+stamp)
+		if i > 0 {
+			dir += "." + strconv.Itoa(i)
+		}
+		if err = os.Mkdir(dir, 0o700); !errors.Is(err, os.ErrExist) {
+			break
+		}
+	}
 	if err != nil {
-		keyW.Close()
-		rdyR.Close()
-		return fail("", "cannot start the daemon: %v", err)
+		return "", 0, err
 	}
-	_, werr := keyW.Write(master[:])
-	keyW.Close()
-	msg, _ := io.ReadAll(rdyR)
-	rdyR.Close()
-	if werr == nil && strings.TrimSpace(string(msg)) == "ok" {
-		cmd.Process.Release()
-		return nil
+	if err := os.Lchown(dir, h.uid, h.gid); err != nil {
+		return dir, 0, err
 	}
-	cmd.Wait()
-	reason := strings.TrimSpace(string(msg))
-	if reason == "" {
-		reason = "the daemon exited before the mount was ready"
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(h.home, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return dir, n, err
+		}
+		n++
 	}
-	return fail("see "+h.log+" or the system log", "mounting the home of %s failed: %s", h.user.Username, reason)
+	syncDir(h.home)
+	syncDir(h.base)
+	return dir, n, nil
 }
 
 func userGroups(h *homeLayout) ([]uint32, error) {
@@ -309,7 +340,9 @@ func runHomeMount(args []string) error {
 		return err
 	}
 	defer v.Wipe()
-	return mountHome(h, v.Master())
+	return mountHome(h, v.Master(), func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "cryptpt: note: "+format+"\n", a...)
+	})
 }
 
 func runHomeUnmount(args []string) error {
@@ -343,7 +376,8 @@ func runHomeUnmount(args []string) error {
 
 // runHomePAM is the pam_exec hook. It succeeds silently for users without an
 // encrypted home. Its messages go to syslog (authpriv), one line each, never
-// with the password.
+// with the password, and to its stdout, which the profile's pam_exec
+// "stdout" option shows to the user.
 func runHomePAM(args []string) error {
 	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "-help") {
 		fmt.Fprint(os.Stderr, "Usage: cryptpt home pam\n\nThe pam_exec hook of the pam-auth-update profile \"cryptpt\": PAM_TYPE auth and password read\nthe password on stdin (expose_authtok); open_session mounts the home, close_session of the\nlast session unmounts it. Users without an encrypted home are left alone.\n")
@@ -373,7 +407,10 @@ func runHomePAM(args []string) error {
 			fmt.Fprintf(f, "cryptpt: %s pam %s: %s\n", time.Now().Format("2006/01/02 15:04:05"), typ, msg)
 			f.Close()
 		}
-		fmt.Fprintln(os.Stderr, "cryptpt: "+msg)
+		// pam_exec's "stdout" option shows this to the user (su, login,
+		// a display manager's message area), so that an empty home is
+		// never a mystery.
+		fmt.Println("cryptpt: " + msg)
 	}
 	switch typ {
 	case "auth":
@@ -407,14 +444,18 @@ func runHomePAM(args []string) error {
 		k, err := keptKey(name)
 		if err != nil {
 			if !isMounted(h.home) {
-				logf("the encrypted home of %s stays locked: no key from a password login", name)
+				logf("the encrypted home of %s stays locked: this login gave no password to unlock it (log in with the password, or as root: cryptpt home mount %s)", name, name)
 			}
 			return nil
 		}
 		defer clear(k[:])
 		keepKey(name, k, 0) // kept while a session is open (password changes)
-		if err := mountHome(h, k); err != nil {
+		if err := mountHome(h, k, logf); err != nil {
 			logf("%v", err)
+			var ue *userError
+			if errors.As(err, &ue) && ue.hint != "" {
+				logf("hint: %s", ue.hint)
+			}
 			return &userError{code: exitError}
 		}
 		return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -31,23 +30,67 @@ func captureStderr() (stop func() string) {
 	}
 	unix.Dup3(int(w.Fd()), 2, 0)
 	w.Close()
-	out := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(r)
-		out <- b
-	}()
+	c := newPipeReader(r, 64<<10)
 	return func() string {
 		unix.Dup3(saved, 2, 0)
 		unix.Close(saved)
-		var said []byte
-		select {
-		case said = <-out:
-		case <-time.After(2 * time.Second):
-			// A child still holds the pipe (it should not): go without.
-		}
-		r.Close()
+		said := c.stop()
 		return strings.Join(strings.Fields(strings.ReplaceAll(string(said), "\n", "; ")), " ")
 	}
+}
+
+// pipeReader collects what is written to a pipe, keeping the first max
+// bytes, until stopped. It reads all along, so that a writer never blocks
+// on a full pipe.
+type pipeReader struct {
+	r    *os.File
+	max  int
+	done chan []byte
+}
+
+func newPipeReader(r *os.File, max int) *pipeReader {
+	c := &pipeReader{r: r, max: max, done: make(chan []byte, 1)}
+	go func() {
+		var got []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			if len(got) < max {
+				got = append(got, buf[:min(n, max-len(got))]...)
+			}
+			if err != nil {
+				break
+			}
+		}
+		c.done <- got
+	}()
+	return c
+}
+
+// stop returns what was written so far, without waiting for the writers to
+// close their ends: a child that outlives the wait (the passthrough helper
+// inherits fd 2 for its lifetime) would otherwise hold it up. What the
+// writers wrote before stop is in the pipe by then; what the reader had not
+// taken yet is drained without blocking.
+func (c *pipeReader) stop() []byte {
+	c.r.SetReadDeadline(time.Now()) // wakes the reader; at EOF it is done already
+	got := <-c.done
+	c.r.SetReadDeadline(time.Time{})
+	if rc, err := c.r.SyscallConn(); err == nil {
+		rc.Read(func(fd uintptr) bool {
+			buf := make([]byte, 4096)
+			for len(got) < c.max {
+				n, err := unix.Read(int(fd), buf)
+				if n <= 0 || err != nil {
+					break
+				}
+				got = append(got, buf[:min(n, c.max-len(got))]...)
+			}
+			return true
+		})
+	}
+	c.r.Close()
+	return got
 }
 
 // mountError turns a failed fs.MountVault into one line with its real cause
