@@ -118,7 +118,7 @@ func (u *homeUser) snapshot(t *testing.T) string {
 }
 
 func (u *homeUser) initHome(t *testing.T, env ...string) (stdout, stderr string, code int) {
-	cmd := exec.Command(binary, "home", "init", "--passfile", u.pwfile, "--kdf-time", "1", "--kdf-memory", "8192", u.name)
+	cmd := exec.Command(binary, "home", "init", "--passfile", u.pwfile, "--kdf-time", "2", "--kdf-memory", "19456", u.name)
 	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

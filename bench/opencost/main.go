@@ -225,7 +225,7 @@ func setUp(c *config, cryptpt, ptreg string, files map[string][]byte) error {
 			}
 		}
 	}
-	if out, err := as(c.user, nil, cryptpt, "init", "--passfile", pw, "--kdf-time", "1", "--kdf-memory", "8192", vault); err != nil {
+	if out, err := as(c.user, nil, cryptpt, "init", "--passfile", pw, "--kdf-time", "2", "--kdf-memory", "19456", vault); err != nil {
 		return fmt.Errorf("init: %v: %s", err, out)
 	}
 	var env []string
