@@ -22,16 +22,21 @@ import (
 
 // The POSIX tests compare what the mount does with what POSIX and ext4 do,
 // in both modes: every test runs once in an encrypted and once in a
-// plaintext area of one mixed --allow-other mount, as root and, through a
-// helper process, as nobody (65534).
+// plaintext area of one mixed --allow-other mount, once more in an
+// all-encrypted --allow-other mount, which has the kernel's writeback cache
+// instead of passthrough (what a vault without plaintext rules, the home
+// vault among them, gets), as root and, through a helper process, as nobody
+// (65534).
 
 const nobody = 65534
 
-// posixAreas mounts a mixed vault with --allow-other and runs f in an
-// encrypted and in a plaintext directory of it, each 0777 and owned by
-// root, and once more in a directory of the backing filesystem itself
-// (ext4 here), which shows that each expectation is the kernel's.
-// opts may set more mount options.
+// posixAreas mounts a mixed vault and an all-encrypted one, both with
+// --allow-other, and runs f in an encrypted ("enc") and a plaintext
+// ("plain") directory of the mixed one, in a directory of the all-encrypted
+// one ("wb": its name starts with "enc-" too, so tests treat it as
+// encrypted), each 0777 and owned by root, and once more in a directory of
+// the backing filesystem itself ("native": ext4 here), which shows that each
+// expectation is the kernel's. opts may set more mount options.
 func posixAreas(t *testing.T, f func(t *testing.T, tv *cfs.TestVault, dir string), opts ...func(*cfs.Options)) {
 	t.Helper()
 	o := cfs.Options{AllowOther: true}
@@ -39,28 +44,38 @@ func posixAreas(t *testing.T, f func(t *testing.T, tv *cfs.TestVault, dir string
 		fn(&o)
 	}
 	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"plain/"}, Options: o})
-	// The test's temp dirs are 0700; other users must reach the mount.
-	for _, d := range []string{filepath.Dir(tv.Mnt), filepath.Dir(filepath.Dir(tv.Mnt)), tv.Mnt} {
-		must(t, os.Chmod(d, 0o755))
+	wb := cfs.NewTestVault(t, cfs.TestOptions{Options: o})
+	if !wb.Mount.Status().WritebackCache {
+		t.Fatalf("the all-encrypted mount has no writeback cache: %+v", wb.Mount.Status())
 	}
-	for _, area := range []string{"enc", "plain", "native"} {
+	// The test's temp dirs are 0700; other users must reach the mounts.
+	for _, v := range []*cfs.TestVault{tv, wb} {
+		for _, d := range []string{filepath.Dir(v.Mnt), filepath.Dir(filepath.Dir(v.Mnt)), v.Mnt} {
+			must(t, os.Chmod(d, 0o755))
+		}
+	}
+	for _, area := range []string{"enc", "plain", "wb", "native"} {
 		t.Run(area, func(t *testing.T) {
+			v := tv
 			dir := tv.Path(area + "-" + strings.ReplaceAll(t.Name(), "/", "-"))
 			switch area {
 			case "plain":
 				must(t, os.MkdirAll(tv.Path("plain"), 0o755))
 				dir = filepath.Join(tv.Path("plain"), filepath.Base(dir))
+			case "wb":
+				v = wb
+				dir = wb.Path("enc-" + strings.ReplaceAll(t.Name(), "/", "-"))
 			case "native":
 				dir = filepath.Join(filepath.Dir(tv.Mnt), filepath.Base(dir))
 			}
 			must(t, os.Mkdir(dir, 0o777))
 			must(t, os.Chmod(dir, 0o777))
 			if area != "native" {
-				if m := storedMode(t, dir); m != map[string]string{"enc": "encrypted", "plain": "plaintext"}[area] {
+				if m := storedMode(t, dir); m != map[string]string{"enc": "encrypted", "wb": "encrypted", "plain": "plaintext"}[area] {
 					t.Fatalf("%s is stored %s", dir, m)
 				}
 			}
-			f(t, tv, dir)
+			f(t, v, dir)
 		})
 	}
 }
