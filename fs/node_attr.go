@@ -80,7 +80,7 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	}
 	uid, uok := in.GetUID()
 	gid, gok := in.GetGID()
-	if uok || gok {
+	if uok || gok || killRequest(in) {
 		u, g := -1, -1
 		if uok {
 			u = int(uid)
@@ -88,8 +88,8 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		if gok {
 			g = int(gid)
 		}
-		if err := unix.Fchownat(fd, stored, u, g, flags); err != nil {
-			return toErrno(err)
+		if errno := chown(ctx, fd, stored, flags, u, g); errno != 0 {
+			return errno
 		}
 	}
 	if size, ok := in.GetSize(); ok {
@@ -115,6 +115,48 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		}
 	}
 	return n.Getattr(ctx, f, out)
+}
+
+// killRequest reports whether a SETATTR asks for no attribute: what the
+// kernel sends for chown(2) with uid and gid -1 (which still clears set-id
+// bits and changes ctime), and, under FUSE_HANDLE_KILLPRIV_V2, before a
+// write or fallocate by a caller without CAP_FSETID to a file it knows to
+// be set-id (file_remove_privs), passthrough writes included: the daemon's
+// only chance to clear the bits for those. Both get chown's treatment.
+// Under the writeback cache the request carries ctime, which the daemon
+// cannot set (the backing filesystem sets it).
+func killRequest(in *fuse.SetAttrIn) bool {
+	const none = fuse.FATTR_FH | fuse.FATTR_LOCKOWNER | fuse.FATTR_CTIME | fuse.FATTR_KILL_SUIDGID
+	return in.Valid&^none == 0
+}
+
+// chown changes the owner and group of the entry at dirfd/name (-1 keeps
+// either), and clears the set-id bits chown(2) clears (chownKill), which
+// the backing filesystem, called by the daemon, would not all clear:
+// S_ISGID of a caller outside the file's group, and, for a daemon with
+// CAP_FSETID, nothing beyond S_ISUID.
+func chown(ctx context.Context, dirfd int, name string, flags int, uid, gid int) syscall.Errno {
+	var pre syscall.Stat_t
+	if err := fstatatFlags(dirfd, name, flags, &pre); err != nil {
+		return toErrno(err)
+	}
+	if err := unix.Fchownat(dirfd, name, uid, gid, flags); err != nil {
+		return toErrno(err)
+	}
+	kill := chownKill(ctx, &pre)
+	if kill == 0 {
+		return 0
+	}
+	var st syscall.Stat_t
+	if err := fstatatFlags(dirfd, name, flags, &st); err != nil {
+		return toErrno(err)
+	}
+	if st.Mode&kill != 0 {
+		if err := unix.Fchmodat(dirfd, name, st.Mode&07777&^kill, flags); err != nil {
+			return toErrno(err)
+		}
+	}
+	return 0
 }
 
 // timesOnly reports whether a SETATTR only sets times, without a file

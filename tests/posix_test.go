@@ -80,10 +80,13 @@ func posixAreas(t *testing.T, f func(t *testing.T, tv *cfs.TestVault, dir string
 	}
 }
 
-// user is who the helper runs as.
+// user is who the helper runs as. caps, when set, are setpriv(1)
+// capability options ("--inh-caps=+fsetid", ...): the helper then runs
+// through setpriv with them.
 type user struct {
 	uid, gid uint32
 	groups   []uint32
+	caps     []string
 }
 
 var nobodyUser = user{uid: nobody, gid: nobody}
@@ -94,6 +97,18 @@ func (u user) as(t *testing.T, ops ...string) []result {
 	t.Helper()
 	cmd := exec.Command(posixHelper(t), ops...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups}}
+	if len(u.caps) > 0 {
+		groups := "--clear-groups"
+		if len(u.groups) > 0 {
+			var g []string
+			for _, n := range u.groups {
+				g = append(g, strconv.Itoa(int(n)))
+			}
+			groups = "--groups=" + strings.Join(g, ",")
+		}
+		args := append([]string{fmt.Sprintf("--reuid=%d", u.uid), fmt.Sprintf("--regid=%d", u.gid), groups}, u.caps...)
+		cmd = exec.Command("setpriv", append(append(args, posixHelper(t)), ops...)...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
