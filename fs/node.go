@@ -66,17 +66,43 @@ type node struct {
 	// that has no name any more through them.
 	filesMu sync.Mutex
 	files   map[*os.File]struct{}
+	// passthrough is the I/O mode of a plaintext file's open handles. The
+	// kernel fails an open (EIO) that would mix passthrough and
+	// daemon-served opens of one inode, so while any handle is open every
+	// new one gets the same mode (trackOpenPlain). Guarded by filesMu.
+	passthrough bool
 }
 
 func (n *node) trackOpen(f *os.File) {
 	n.filesMu.Lock()
 	defer n.filesMu.Unlock()
+	n.addFileLocked(f)
+}
+
+func (n *node) addFileLocked(f *os.File) {
 	if n.files == nil {
 		n.files = map[*os.File]struct{}{}
 	}
 	n.files[f] = struct{}{}
 	n.v.openFiles.Add(1)
 	n.v.touch()
+}
+
+// trackOpenPlain is trackOpen for a plaintext handle, and reports whether
+// it uses kernel passthrough: the mode of the node's open handles, or, when
+// it has none, what the file calls for now. What calls for the daemon (see
+// needsDaemonIO) may change while handles are open; the kernel then still
+// upholds the rules it is there for: it asks the daemon to clear set-id
+// bits before a write to a set-id file (killRequest), and the backing
+// filesystem drops file capabilities at every write.
+func (n *node) trackOpenPlain(f *os.File) bool {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	if len(n.files) == 0 {
+		n.passthrough = n.v.passthrough() && !n.quarantined() && !n.needsDaemonIO(f)
+	}
+	n.addFileLocked(f)
+	return n.passthrough
 }
 
 func (n *node) trackClose(f *os.File) {

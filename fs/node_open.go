@@ -107,8 +107,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		}
 	}
 	pf := newPlainFile(n, f)
-	n.trackOpen(f)
-	if n.v.passthrough() && !n.quarantined() && !n.needsDaemonIO(f) {
+	if n.trackOpenPlain(f) {
 		n.v.stats.plainOpensPassthrough.Add(1)
 		return &passthroughFile{pf}, fuseFlags, 0
 	}
