@@ -1052,25 +1052,57 @@ func TestPosixReadsFitSplicePipe(t *testing.T) {
 	}, func(o *cfs.Options) { o.NoPassthrough = true })
 }
 
+// shq quotes s for sh.
+func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// unitNS runs script with sh in a mount namespace of its own, in which
+// /dev/fuse is a node every user may open and /etc/fuse.conf holds conf:
+// what a daemon of the system unit meets on a desktop, without changing
+// either for the rest of the machine (where other tests change /dev/fuse's
+// mode too). Mounts made by the script stay in the namespace.
+func unitNS(t *testing.T, conf, script string) string {
+	t.Helper()
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "fuse.conf"), []byte(conf), 0o644))
+	setup := fmt.Sprintf("set -e\nmknod %[1]s/fuse c 10 229\nchmod 666 %[1]s/fuse\nmount --bind %[1]s/fuse /dev/fuse\nmount --bind %[1]s/fuse.conf /etc/fuse.conf\nset +e\n", shq(dir))
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", setup+script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("unshare: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// unitCmd is the shell command that runs cryptpt with args as the system
+// unit runs it: as nobody, with CAP_SYS_ADMIN alone.
+func unitCmd(v *cliVault, args ...string) string {
+	q := []string{"HOME=" + shq(v.dir), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=+sys_admin", "--ambient-caps=+sys_admin", "--bounding-set=-all,+sys_admin", "--no-new-privs", shq(binary)}
+	for _, a := range args {
+		q = append(q, shq(a))
+	}
+	return strings.Join(q, " ")
+}
+
+// unitMount mounts the vault on mp as the system unit's daemon would, with
+// /etc/fuse.conf holding conf, and reports whether it got mounted and what
+// cryptpt said; it unmounts again.
+func unitMount(t *testing.T, v *cliVault, conf, mp string, extra ...string) (bool, string) {
+	t.Helper()
+	args := append([]string{"mount", "--config", v.config, "--passfile", v.pwfile}, extra...)
+	script := unitCmd(v, append(args, v.backing, mp)...) + " 2>&1\n" +
+		"if grep -q " + shq(" "+mp+" ") + " /proc/self/mountinfo; then echo CRYPTPT-MOUNTED; " + unitCmd(v, "unmount", mp) + "; fi\n"
+	out := unitNS(t, conf, script)
+	return strings.Contains(out, "CRYPTPT-MOUNTED"), out
+}
+
 // A daemon that mounts by itself with only CAP_SYS_ADMIN (the system unit)
 // obeys fusermount3's rule: it mounts only where its user owns the
 // mountpoint or may write to it, and a sticky one only if owned.
 func TestPosixDirectMountpointRules(t *testing.T) {
 	needRoot(t)
-	if st, err := os.Stat("/dev/fuse"); err == nil && st.Mode().Perm()&0o006 != 0o006 {
-		must(t, os.Chmod("/dev/fuse", 0o666))
-		t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
-	}
 	v := newCLIVault(t)
 	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
 	filepath.Walk(v.dir, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, nobody, nobody) })
-	asUnit := func(args ...string) (string, error) {
-		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups",
-			"--inh-caps=+sys_admin", "--ambient-caps=+sys_admin", "--bounding-set=-all,+sys_admin", "--no-new-privs", binary}, args...)...)
-		cmd.Env = append(os.Environ(), "HOME="+v.dir)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
 	cases := []struct {
 		name  string
 		uid   int
@@ -1089,16 +1121,48 @@ func TestPosixDirectMountpointRules(t *testing.T) {
 		must(t, os.Mkdir(mp, 0o755))
 		must(t, os.Chown(mp, c.uid, c.uid))
 		must(t, os.Chmod(mp, c.mode))
-		out, err := asUnit("mount", "--config", v.config, "--passfile", v.pwfile, v.backing, mp)
-		mounted, _ := cfs.IsMountpoint(mp)
-		if mounted {
-			asUnit("unmount", mp)
-		}
-		if mounted != c.allow || (err == nil) != c.allow {
-			t.Errorf("%s: mounted %v (%v), want %v\n%s", c.name, mounted, err, c.allow, out)
+		mounted, out := unitMount(t, v, "", mp)
+		if mounted != c.allow {
+			t.Errorf("%s: mounted %v, want %v\n%s", c.name, mounted, c.allow, out)
 		}
 		if !c.allow && !strings.Contains(out, "neither owned nor writable") {
 			t.Errorf("%s: refusal does not say why: %s", c.name, out)
+		}
+	}
+	// A symlink in the path counts as where it leads.
+	link := filepath.Join(v.dir, "link")
+	must(t, os.Symlink(filepath.Join(v.dir, "mp1"), link))
+	if mounted, out := unitMount(t, v, "", link); mounted {
+		t.Errorf("mounted through a symlink to a root-owned 0755 directory:\n%s", out)
+	}
+}
+
+// Such a daemon gets allow_other only where /etc/fuse.conf has
+// user_allow_other, as fusermount3 demands.
+func TestPosixDirectMountAllowOther(t *testing.T) {
+	needRoot(t)
+	v := newCLIVault(t)
+	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
+	filepath.Walk(v.dir, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, nobody, nobody) })
+	mp := filepath.Join(v.dir, "mp")
+	must(t, os.Mkdir(mp, 0o755))
+	must(t, os.Chown(mp, nobody, nobody))
+	for _, c := range []struct {
+		conf  string
+		allow bool
+	}{
+		{"# user_allow_other\nmount_max = 1000\n", false},
+		{"mount_max = 1000\nuser_allow_other\n", true},
+	} {
+		mounted, out := unitMount(t, v, c.conf, mp, "--allow-other")
+		if mounted != c.allow {
+			t.Errorf("fuse.conf %q: mounted %v, want %v\n%s", c.conf, mounted, c.allow, out)
+		}
+		if !c.allow && !strings.Contains(out, "user_allow_other") {
+			t.Errorf("fuse.conf %q: the refusal does not say why: %s", c.conf, out)
+		}
+		if mounted, out := unitMount(t, v, c.conf, mp); !mounted {
+			t.Errorf("fuse.conf %q: no mount without --allow-other:\n%s", c.conf, out)
 		}
 	}
 }
