@@ -104,11 +104,13 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	mtime, mok := in.GetMTime()
 	if aok || mok {
 		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+		// Seconds and nanoseconds apart: nanoseconds since 1970 overflow
+		// an int64 before 1678 and after 2262.
 		if aok {
-			ts[0] = unix.NsecToTimespec(atime.UnixNano())
+			ts[0] = unix.Timespec{Sec: atime.Unix(), Nsec: int64(atime.Nanosecond())}
 		}
 		if mok {
-			ts[1] = unix.NsecToTimespec(mtime.UnixNano())
+			ts[1] = unix.Timespec{Sec: mtime.Unix(), Nsec: int64(mtime.Nanosecond())}
 		}
 		if err := unix.UtimesNanoAt(fd, stored, ts, flags); err != nil {
 			return toErrno(err)

@@ -1340,8 +1340,8 @@ func TestPosixPermissionChecks(t *testing.T) {
 	})
 }
 
-// utimensat: UTIME_NOW and UTIME_OMIT, times before 1970 and after 2038,
-// nanoseconds; by the owner and, for UTIME_NOW only, anyone who may write.
+// utimensat: UTIME_NOW and UTIME_OMIT, times before 1970 and after 2038
+// and 2262, nanoseconds; by the owner and, for UTIME_NOW only, anyone who may write.
 func TestPosixUtimens(t *testing.T) {
 	needRoot(t)
 	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
@@ -1357,6 +1357,10 @@ func TestPosixUtimens(t *testing.T) {
 			{{Sec: -1000000000, Nsec: 5}, {Sec: -1, Nsec: 999999999}},
 			{{Sec: 1 << 32, Nsec: 123456789}, {Sec: 4102444800, Nsec: 1}},
 			{{Sec: 0}, {Sec: 2147483648}},
+			// Past 2262 and close to 1901, the ends of ext4's range:
+			// beyond what nanoseconds since 1970 hold in an int64.
+			{{Sec: 10413792000, Nsec: 7}, {Sec: 13569465600 - 1, Nsec: 999999999}},
+			{{Sec: -2147483648}, {Sec: -2000000000, Nsec: 1}},
 		} {
 			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p, ts[:], unix.AT_SYMLINK_NOFOLLOW))
 			if a, m := times(); a != ts[0] || m != ts[1] {
