@@ -210,6 +210,11 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 	var file *os.File
 	if h, ok := f.(fdHolder); ok {
 		file = h.backingFile()
+		if eh, ok := h.(*encFile); ok {
+			n.contentMu.Lock()
+			eh.forDaemon()
+			n.contentMu.Unlock()
+		}
 	} else if opened, errno := n.openBackingOwner(unix.O_RDWR); errno == 0 {
 		defer opened.Close()
 		file = opened
@@ -233,7 +238,11 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 
 // openBacking opens the node's regular backing file without following
 // links. O_NONBLOCK and a type check after the open make sure that a FIFO
-// or device swapped in after the lookup is never waited on or used.
+// or device swapped in after the lookup is never waited on or used. An
+// encrypted file is opened with O_NOATIME where the daemon may (owner or
+// CAP_FOWNER): the daemon's own reads (headers, the blocks a write
+// re-encrypts) are no access by the user; an encrypted handle lifts it for
+// the user's reads (encFile.forUser).
 func (n *node) openBacking(flags int) (*os.File, syscall.Errno) {
 	return n.openBackingHow(flags, false)
 }
@@ -260,9 +269,17 @@ func (n *node) openBackingHow(flags int, asOwner bool) (*os.File, syscall.Errno)
 	if errno != 0 {
 		return nil, errno
 	}
-	bfd, err := unix.Openat(fd, stored, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	how := flags | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK
+	if n.isEnc() {
+		how |= unix.O_NOATIME
+	}
+	bfd, err := unix.Openat(fd, stored, how, 0)
+	if err == unix.EPERM && how&unix.O_NOATIME != 0 {
+		how &^= unix.O_NOATIME
+		bfd, err = unix.Openat(fd, stored, how, 0)
+	}
 	if err == unix.EACCES && asOwner {
-		bfd, err = openAsOwner(fd, stored, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK)
+		bfd, err = openAsOwner(fd, stored, how)
 	}
 	if err != nil {
 		return nil, toErrno(err)

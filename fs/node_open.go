@@ -38,20 +38,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		}
 		want, fallback = unix.O_RDONLY, -1
 	}
-	if n.isEnc() {
-		// Our own header reads must not count as an access by the user.
-		want |= unix.O_NOATIME
-		if fallback >= 0 {
-			fallback |= unix.O_NOATIME
-		}
-	}
 	f, errno := n.openBacking(want)
-	if errno == syscall.EPERM && n.isEnc() {
-		// O_NOATIME needs ownership or CAP_FOWNER.
-		want &^= unix.O_NOATIME
-		fallback &^= unix.O_NOATIME
-		f, errno = n.openBacking(want)
-	}
 	if (errno == syscall.EACCES || errno == syscall.EROFS || errno == syscall.EPERM) && fallback >= 0 {
 		f, errno = n.openBacking(fallback)
 	}
