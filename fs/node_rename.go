@@ -125,11 +125,15 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	switch {
 	case enc && sst.Mode&syscall.S_IFMT == syscall.S_IFLNK && (n != np || name != newName):
 		// An encrypted target is sealed to its place: re-seal it there.
+		ch := n.childNode(name)
+		if ch != nil {
+			ch.pinEntry(sfd, sstored, sst.Ino)
+		}
 		ino, errno := n.moveSymlink(sfd, sstored, name, np, dfd, dstored, newName, uint(flags&unix.RENAME_NOREPLACE))
 		if errno != 0 {
 			return errno
 		}
-		if ch := n.childNode(name); ch != nil {
+		if ch != nil {
 			ch.ino.Store(ino)
 		}
 		if flags&unix.RENAME_WHITEOUT != 0 {
@@ -248,6 +252,9 @@ func (n *node) exchange(sfd int, sstored string, enc bool, np *node, dfd int, na
 	// where it now is. The vault names stayed; the links behind them moved.
 	src, dstNode := n.childNode(name), np.childNode(newName)
 	if sst.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		if src != nil {
+			src.pinEntry(dfd, dstored, sst.Ino)
+		}
 		ino, errno := n.moveSymlink(dfd, dstored, name, np, dfd, dstored, newName, 0)
 		if errno != 0 {
 			return errno
@@ -257,6 +264,9 @@ func (n *node) exchange(sfd int, sstored string, enc bool, np *node, dfd int, na
 		}
 	}
 	if dst.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		if dstNode != nil {
+			dstNode.pinEntry(sfd, sstored, dst.Ino)
+		}
 		ino, errno := np.moveSymlink(sfd, sstored, newName, n, sfd, sstored, name, 0)
 		if errno != 0 {
 			return errno

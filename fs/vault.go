@@ -85,6 +85,7 @@ type vault struct {
 	// is using the mount; openFiles counts open handles (see Mount.Idle).
 	lastActive atomic.Int64
 	openFiles  atomic.Int64
+	pins       atomic.Int64 // node.pin fds held
 
 	// pol is the policy for new entries; SetPolicy replaces it while
 	// mounted (cryptpt reload).

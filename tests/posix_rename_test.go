@@ -2,6 +2,7 @@ package tests
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -90,4 +91,84 @@ func TestPosixFailedRenameKeepsTarget(t *testing.T) {
 			t.Errorf("source after the rename: %v", err)
 		}
 	})
+}
+
+// inoOf returns an entry's inode number as the mount shows it.
+func inoOf(t *testing.T, p string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	must(t, unix.Lstat(p, &st))
+	return st.Ino
+}
+
+// A rename keeps the entry's inode number, for every kind of entry, an
+// encrypted symlink too, whose target is sealed to its place and so is
+// re-sealed as a new link in the vault (pjdfstest rename/00.t). And no
+// other entry shows that number meanwhile.
+func TestPosixRenameKeepsInode(t *testing.T) {
+	needRoot(t)
+	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+		sub := filepath.Join(dir, "sub")
+		must(t, os.Mkdir(sub, 0o755))
+		mk := map[string]func(string) error{
+			"file":    func(p string) error { return os.WriteFile(p, nil, 0o644) },
+			"dir":     func(p string) error { return os.Mkdir(p, 0o755) },
+			"fifo":    func(p string) error { return unix.Mkfifo(p, 0o644) },
+			"chr":     func(p string) error { return unix.Mknod(p, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))) },
+			"symlink": func(p string) error { return os.Symlink("target", p) },
+		}
+		shown := map[uint64]string{}
+		for kind, f := range mk {
+			p := filepath.Join(dir, kind)
+			must(t, f(p))
+			ino := inoOf(t, p)
+			for i, to := range []string{filepath.Join(dir, kind+"2"), filepath.Join(sub, kind), filepath.Join(dir, kind+"3")} {
+				must(t, os.Rename(p, to))
+				if got := inoOf(t, to); got != ino {
+					t.Errorf("%s: inode %d after rename %d, was %d", kind, got, i, ino)
+				}
+				p = to
+			}
+			if kind == "symlink" {
+				if got, err := os.Readlink(p); err != nil || got != "target" {
+					t.Errorf("symlink after renames: %q, %v", got, err)
+				}
+			}
+			shown[ino] = kind
+		}
+		// New entries, which may get inode numbers the vault freed.
+		for i := 0; i < 64; i++ {
+			p := filepath.Join(dir, fmt.Sprintf("new%d", i))
+			must(t, os.WriteFile(p, nil, 0o644))
+			if kind, ok := shown[inoOf(t, p)]; ok {
+				t.Errorf("new file %s shows the inode number of the renamed %s", filepath.Base(p), kind)
+			}
+		}
+		if strings.Contains(tv.Log(), "overriding ino") {
+			t.Errorf("the daemon's log has inode warnings:\n%s", tv.Log())
+		}
+	})
+}
+
+// The same where the kernel caches no names (--shared-storage), so that
+// every lstat looks the entry up again: a renamed encrypted symlink is
+// still the inode the kernel knows.
+func TestPosixRenameKeepsInodeUncached(t *testing.T) {
+	tv := cfs.NewTestVault(t, cfs.TestOptions{Options: cfs.Options{SharedStorage: true}})
+	p := tv.Path("link")
+	must(t, os.Symlink("target", p))
+	ino := inoOf(t, p)
+	must(t, os.Mkdir(tv.Path("sub"), 0o755))
+	for _, to := range []string{tv.Path("link2"), tv.Path("sub/link")} {
+		must(t, os.Rename(p, to))
+		p = to
+		for i := 0; i < 2; i++ {
+			if got := inoOf(t, p); got != ino {
+				t.Errorf("inode %d after the rename to %s, was %d", got, to, ino)
+			}
+		}
+		if got, err := os.Readlink(p); err != nil || got != "target" {
+			t.Errorf("readlink: %q, %v", got, err)
+		}
+	}
 }
