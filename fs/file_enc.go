@@ -291,11 +291,23 @@ func (h *encFile) restoreTail(cipherSize int64, tail []byte) {
 func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 	n.contentMu.Lock()
 	defer n.contentMu.Unlock()
+	return n.truncateEncLocked(f, size)
+}
+
+// truncateEncLocked is truncateEnc for a caller that holds contentMu.
+func (n *node) truncateEncLocked(f *os.File, size int64) syscall.Errno {
 	st, err := f.Stat()
 	if err != nil {
 		return toErrno(err)
 	}
 	cs := st.Size()
+	if ps, err := crypt.PlainSize(cs); err == nil && cs > crypt.HeaderSize && ps == size {
+		// Nothing to re-encrypt, but truncate(2) changes mtime and
+		// ctime whatever the size, as on ext4.
+		err := unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(f), []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_NOW}}, 0)
+		n.cached = stateOf(f)
+		return toErrno(err)
+	}
 	if size == 0 {
 		// Sealed xattrs are bound to the file ID: keep the header for
 		// them. The next write gives the file a fresh ID all the same.
@@ -341,17 +353,18 @@ func (h *encFile) Allocate(ctx context.Context, off, size uint64, mode uint32) s
 	clearSetID(ctx, h.f)
 	end := int64(off + size)
 	if mode&unix.FALLOC_FL_KEEP_SIZE == 0 {
+		// The size is read and extended under one hold of contentMu,
+		// or a write that extends the file in between would be cut
+		// back.
 		h.n.contentMu.Lock()
 		h.forDaemon()
-		h.n.contentMu.Unlock()
 		cur, errno := h.plainSize()
+		if errno == 0 && end > cur {
+			errno = h.n.truncateEncLocked(h.f, end)
+		}
+		h.n.contentMu.Unlock()
 		if errno != 0 {
 			return errno
-		}
-		if end > cur {
-			if errno := h.n.truncateEnc(h.f, end); errno != 0 {
-				return errno
-			}
 		}
 	}
 	first := crypt.CipherOffset(crypt.BlockNo(int64(off)))
