@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,9 +155,13 @@ type result struct {
 //	utime PATH ATIME MTIME (seconds; "now" or "omit")
 //	lock TYPE CMD (fcntl on the current fd: TYPE r/w/u, CMD 6=F_SETLK 37=F_OFD_SETLK)
 //	flock HOW (LOCK_SH=1, LOCK_EX=2, LOCK_UN=8, +4 nonblocking)
+//	access PATH MODE | exec PATH (execve, errno of the exec alone)
+//	readdir PATH (prints the number of entries) | readlink PATH (prints it)
+//	getxattr PATH NAME (prints the value) | setxattr PATH NAME VALUE
 const posixHelperSrc = `package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -251,12 +256,48 @@ func main() {
 			err = syscall.FcntlFlock(uintptr(fd), int(num()), &syscall.Flock_t{Type: t})
 		case "flock":
 			err = syscall.Flock(fd, int(num()))
+		case "access":
+			p := next()
+			err = syscall.Access(p, uint32(num()))
+		case "exec":
+			var p *os.Process
+			if p, err = os.StartProcess(next(), []string{"x"}, &os.ProcAttr{}); err == nil {
+				p.Wait()
+			}
+		case "readdir":
+			var f *os.File
+			if f, err = os.Open(next()); err == nil {
+				var names []string
+				names, err = f.Readdirnames(-1)
+				f.Close()
+				out = strconv.Itoa(len(names))
+			}
+		case "readlink":
+			buf := make([]byte, 4096)
+			var n int
+			n, err = syscall.Readlink(next(), buf)
+			if err == nil {
+				out = string(buf[:n])
+			}
+		case "getxattr":
+			p := next()
+			buf := make([]byte, 4096)
+			var n int
+			n, err = syscall.Getxattr(p, next(), buf)
+			if err == nil {
+				out = string(buf[:n])
+			}
+		case "setxattr":
+			p := next()
+			name := next()
+			err = syscall.Setxattr(p, name, []byte(next()), 0)
 		default:
 			panic("unknown op " + op)
 		}
 		n := 0
-		if e, ok := err.(syscall.Errno); ok {
-			n = int(e)
+		var en syscall.Errno
+		if errors.As(err, &en) {
+			n = int(en)
 		} else if err != nil {
 			panic(err)
 		}
@@ -1471,6 +1512,14 @@ func TestPosixExclEveryKind(t *testing.T) {
 			"blk":      func(p string) error { return unix.Mknod(p, unix.S_IFBLK|0o644, int(unix.Mkdev(7, 0))) },
 			"symlink":  func(p string) error { return os.Symlink(filepath.Join(dir, "file"), p) },
 			"dangling": func(p string) error { return os.Symlink("nowhere", p) },
+			"socket": func(p string) error {
+				l, err := net.Listen("unix", p)
+				if err == nil {
+					l.(*net.UnixListener).SetUnlinkOnClose(false)
+					l.Close()
+				}
+				return err
+			},
 		}
 		for kind, f := range mk {
 			p := filepath.Join(dir, kind)
