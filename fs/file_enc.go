@@ -32,6 +32,8 @@ type encFile struct {
 	// access. quiet says whether f may have O_NOATIME at all.
 	userReads atomic.Bool
 	quiet     bool
+	// userNoatime: the user opened with O_NOATIME, so its reads keep it.
+	userNoatime bool
 }
 
 // newEncFile makes a handle of f, which openBacking opened with O_NOATIME
@@ -47,7 +49,7 @@ func newEncFile(n *node, f *os.File) *encFile {
 // forUser lifts O_NOATIME before a read for the user. Readers hold
 // contentMu shared; two of them may both lift it, to the same effect.
 func (h *encFile) forUser() {
-	if !h.userReads.Load() && setFlag(h.f, unix.O_NOATIME, false) {
+	if !h.userNoatime && !h.userReads.Load() && setFlag(h.f, unix.O_NOATIME, false) {
 		h.userReads.Store(true)
 	}
 }

@@ -85,7 +85,10 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		}
 		n.v.stats.encOpens.Add(1)
 		n.trackOpen(f)
-		return newEncFile(n, f), fuseFlags, 0
+		h := newEncFile(n, f)
+		// The kernel let the caller ask (owner or CAP_FOWNER).
+		h.userNoatime = flags&syscall.O_NOATIME != 0
+		return h, fuseFlags, 0
 	}
 	if flags&syscall.O_TRUNC != 0 {
 		if err := f.Truncate(0); err != nil {

@@ -81,6 +81,19 @@ func TestPosixAtime(t *testing.T) {
 		if a := atimeOf(t, p); a.Sec != 1000 && !strings.HasSuffix(t.Name(), "/wb") {
 			t.Errorf("atime after a write and a truncate: %v, want 1000", a)
 		}
+		// Nor does a read through an open with O_NOATIME, in encrypted
+		// areas (plaintext ones: docs/posix.md).
+		if !strings.HasPrefix(dir, tv.Path("plain")) {
+			dropCache(t, p)
+			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOATIME, 0)
+			must(t, err)
+			_, err = unix.Read(fd, make([]byte, 100))
+			unix.Close(fd)
+			must(t, err)
+			if a := atimeOf(t, p); a.Sec != 1000 {
+				t.Errorf("atime after a read with O_NOATIME: %v, want 1000", a)
+			}
+		}
 		// Read again: atime (1000) is before mtime (now).
 		dropCache(t, p)
 		if _, err := os.ReadFile(p); err != nil {
