@@ -77,7 +77,7 @@ func TestUserAllowOther(t *testing.T) {
 		"user_allow_other\n":                 true,
 		"  user_allow_other  \n":             true,
 		"#user_allow_other\n":                false,
-		"mount_max = 1000\nuser_allow_other": true,
+		"mount_max = 1000\nuser_allow_other\n": true,
 		"user_allow_other_not\n":             false,
 		"user_allow_other # comment\n":       true,
 	} {
