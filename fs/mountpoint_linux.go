@@ -129,16 +129,19 @@ func (mt *mountTarget) checkUser(allowOther bool) error {
 
 // userAllowOther reports whether the fuse.conf at path has a line
 // "user_allow_other" (blanks around it allowed, "#" starts a comment), as
-// fusermount3 reads it.
+// fusermount3 reads it: it ignores a last line without a newline.
 func userAllowOther(path string) bool {
 	f, err := os.Open(path)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
+	r := bufio.NewReader(f)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return false
+		}
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}
@@ -146,7 +149,6 @@ func userAllowOther(path string) bool {
 			return true
 		}
 	}
-	return false
 }
 
 // mount mounts a new FUSE connection on the directory, with go-fuse's

@@ -73,13 +73,14 @@ func TestMountTargetIsTheCheckedDirectory(t *testing.T) {
 // fuse.conf is read as fusermount3 reads it.
 func TestUserAllowOther(t *testing.T) {
 	for conf, want := range map[string]bool{
-		"":                                   false,
-		"user_allow_other\n":                 true,
-		"  user_allow_other  \n":             true,
-		"#user_allow_other\n":                false,
+		"":                                     false,
+		"user_allow_other\n":                   true,
+		"  user_allow_other  \n":               true,
+		"#user_allow_other\n":                  false,
 		"mount_max = 1000\nuser_allow_other\n": true,
-		"user_allow_other_not\n":             false,
-		"user_allow_other # comment\n":       true,
+		"user_allow_other_not\n":               false,
+		"user_allow_other # comment\n":         true,
+		"user_allow_other":                     false,
 	} {
 		p := filepath.Join(t.TempDir(), "fuse.conf")
 		if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
