@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"cryptpt/crypt"
@@ -23,10 +24,57 @@ type encFile struct {
 	// locks forwards lock requests to the backing fd. It is a field, not an
 	// embedded type, so none of LoopbackFile's other methods leak in.
 	locks *gofs.LoopbackFile
+	// userReads says that f is without O_NOATIME, as it is while it serves
+	// the user's reads, so the backing filesystem updates atime as its
+	// mount options say (relatime), as for any file; the daemon's own
+	// reads (the header at open, the blocks a write or truncate
+	// re-encrypts) go with O_NOATIME, as ext4 does not count a write as an
+	// access. quiet says whether f may have O_NOATIME at all.
+	userReads atomic.Bool
+	quiet     bool
+	// userNoatime: the user opened with O_NOATIME, so its reads keep it.
+	userNoatime bool
 }
 
+// newEncFile makes a handle of f, which openBacking opened with O_NOATIME
+// where it could. It takes ownership of f.
 func newEncFile(n *node, f *os.File) *encFile {
-	return &encFile{n: n, f: f, locks: gofs.NewLoopbackFileFromOS(f)}
+	h := &encFile{n: n, f: f, locks: gofs.NewLoopbackFileFromOS(f)}
+	fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	h.quiet = err == nil && fl&unix.O_NOATIME != 0
+	h.userReads.Store(!h.quiet)
+	return h
+}
+
+// forUser lifts O_NOATIME before a read for the user. Readers hold
+// contentMu shared; two of them may both lift it, to the same effect.
+func (h *encFile) forUser() {
+	if !h.userNoatime && !h.userReads.Load() && setFlag(h.f, unix.O_NOATIME, false) {
+		h.userReads.Store(true)
+	}
+}
+
+// forDaemon puts O_NOATIME back before the daemon reads for itself; the
+// caller holds contentMu exclusively.
+func (h *encFile) forDaemon() {
+	if h.quiet && h.userReads.Load() && setFlag(h.f, unix.O_NOATIME, true) {
+		h.userReads.Store(false)
+	}
+}
+
+// setFlag sets or clears a file status flag (F_SETFL) of f.
+func setFlag(f *os.File, flag int, on bool) bool {
+	fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	if err != nil {
+		return false
+	}
+	if on {
+		fl |= flag
+	} else {
+		fl &^= flag
+	}
+	_, err = unix.FcntlInt(f.Fd(), unix.F_SETFL, fl)
+	return err == nil
 }
 
 func (h *encFile) backingFile() *os.File { return h.f }
@@ -93,6 +141,7 @@ func (h *encFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRe
 	n.v.stats.encReads.Add(1)
 	n.contentMu.RLock()
 	defer n.contentMu.RUnlock()
+	h.forUser()
 	size, errno := h.size()
 	if errno != 0 {
 		return nil, errno
@@ -122,6 +171,7 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 	n.v.stats.encWrites.Add(1)
 	n.contentMu.Lock()
 	defer n.contentMu.Unlock()
+	h.forDaemon()
 	size, errno := h.size()
 	if errno != 0 {
 		return 0, errno
@@ -243,11 +293,23 @@ func (h *encFile) restoreTail(cipherSize int64, tail []byte) {
 func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 	n.contentMu.Lock()
 	defer n.contentMu.Unlock()
+	return n.truncateEncLocked(f, size)
+}
+
+// truncateEncLocked is truncateEnc for a caller that holds contentMu.
+func (n *node) truncateEncLocked(f *os.File, size int64) syscall.Errno {
 	st, err := f.Stat()
 	if err != nil {
 		return toErrno(err)
 	}
 	cs := st.Size()
+	if ps, err := crypt.PlainSize(cs); err == nil && cs > crypt.HeaderSize && ps == size {
+		// Nothing to re-encrypt, but truncate(2) changes mtime and
+		// ctime whatever the size, as on ext4.
+		err := unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(f), []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_NOW}}, 0)
+		n.cached = stateOf(f)
+		return toErrno(err)
+	}
 	if size == 0 {
 		// Sealed xattrs are bound to the file ID: keep the header for
 		// them. The next write gives the file a fresh ID all the same.
@@ -293,14 +355,18 @@ func (h *encFile) Allocate(ctx context.Context, off, size uint64, mode uint32) s
 	clearSetID(ctx, h.f)
 	end := int64(off + size)
 	if mode&unix.FALLOC_FL_KEEP_SIZE == 0 {
+		// The size is read and extended under one hold of contentMu,
+		// or a write that extends the file in between would be cut
+		// back.
+		h.n.contentMu.Lock()
+		h.forDaemon()
 		cur, errno := h.plainSize()
+		if errno == 0 && end > cur {
+			errno = h.n.truncateEncLocked(h.f, end)
+		}
+		h.n.contentMu.Unlock()
 		if errno != 0 {
 			return errno
-		}
-		if end > cur {
-			if errno := h.n.truncateEnc(h.f, end); errno != 0 {
-				return errno
-			}
 		}
 	}
 	first := crypt.CipherOffset(crypt.BlockNo(int64(off)))

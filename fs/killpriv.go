@@ -17,10 +17,16 @@ import (
 // 4 KiB passthrough writes to 0.1-0.2x native (dd bs=4k, 200 MB: 48-120 MB/s
 // against 550 MB/s). With it, the daemon is the one that clears
 // suid/sgid/capabilities on write, truncate and chown:
-//   - chown: the backing filesystem does it, as for any chown;
+//   - chown, chown to -1 -1 included: chown (node_attr.go), as the backing
+//     filesystem, called by a daemon with CAP_FSETID, would clear less;
 //   - writes and truncates the daemon serves: clearSetID below;
-//   - passthrough writes never reach the daemon, so files with set-id bits or
-//     file capabilities are never given passthrough (needsDaemonIO).
+//   - file capabilities: the backing filesystem drops them at every write to
+//     the backing file, as ext4 does;
+//   - passthrough writes never reach the daemon, but before a write by a
+//     caller without CAP_FSETID to a file the kernel knows to be set-id, it
+//     sends a SETATTR that asks for nothing (killRequest), and the daemon
+//     clears the bits then. Files with set-id bits or file capabilities are
+//     still not given passthrough by themselves (needsDaemonIO).
 const capHandleKillprivV2 = 1 << 28
 
 // needsDaemonIO reports whether a plaintext file must not be handed to the
@@ -46,8 +52,8 @@ func (n *node) needsDaemonIO(f *os.File) bool {
 
 // clearSetID drops the set-user-ID bit, and the set-group-ID bit where the
 // kernel would (group execute set, or a caller outside the file's group:
-// Linux 6.2 and later), after a write, truncate or fallocate by anyone but
-// root, as the kernel does for callers without CAP_FSETID.
+// Linux 6.2 and later), after a write, truncate or fallocate by a caller
+// without CAP_FSETID, as the kernel does.
 func clearSetID(ctx context.Context, f *os.File) {
 	var st syscall.Stat_t
 	if syscall.Fstat(int(f.Fd()), &st) == nil {
@@ -56,24 +62,45 @@ func clearSetID(ctx context.Context, f *os.File) {
 }
 
 // clearSetIDStat is clearSetID for a file whose stat the caller has; it
-// reports whether it changed the mode.
+// reports whether it changed the mode. The caller's credentials are only
+// looked at when the file has a set-id bit.
 func clearSetIDStat(ctx context.Context, f *os.File, st *syscall.Stat_t) bool {
-	caller, ok := fuse.FromContext(ctx)
-	if ok && caller.Uid == 0 {
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Mode&(syscall.S_ISUID|syscall.S_ISGID) == 0 {
 		return false
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+	c := callerOf(ctx)
+	if c.hasFsetid() {
 		return false
 	}
 	mode := st.Mode & 07777
 	kill := uint32(syscall.S_ISUID)
-	if mode&syscall.S_IXGRP != 0 || (mode&syscall.S_ISGID != 0 && !(ok && inGroup(caller, st.Gid))) {
+	if mode&syscall.S_IXGRP != 0 || !c.inGroup(st.Gid) {
 		kill |= syscall.S_ISGID
 	}
 	if mode&kill == 0 {
 		return false
 	}
 	return syscall.Fchmod(int(f.Fd()), mode&^kill) == nil
+}
+
+// chownKill returns the bits chown(2) clears on a regular file whose stat
+// before the chown is st (Linux's chown_common): S_ISUID always, whoever
+// asks, and S_ISGID where group execute is set or the caller is neither in
+// the file's group nor holds CAP_FSETID. The kernel asks for the same when a
+// write by a caller without CAP_FSETID must clear set-id bits (see
+// killRequest), so this serves both.
+func chownKill(ctx context.Context, st *syscall.Stat_t) uint32 {
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Mode&(syscall.S_ISUID|syscall.S_ISGID) == 0 {
+		return 0
+	}
+	kill := uint32(syscall.S_ISUID)
+	if st.Mode&syscall.S_ISGID != 0 {
+		c := callerOf(ctx)
+		if st.Mode&syscall.S_IXGRP != 0 || (!c.inGroup(st.Gid) && !c.hasFsetid()) {
+			kill |= syscall.S_ISGID
+		}
+	}
+	return kill
 }
 
 // afterWrite does what every write the daemon serves owes: it clears set-id
@@ -93,23 +120,85 @@ func (n *node) afterWrite(ctx context.Context, f *os.File) {
 	n.cached = stateFromStat(&st)
 }
 
-// inGroup reports whether the caller is a member of gid: its primary group
-// or one of the supplementary groups in /proc/PID/status.
-func inGroup(caller *fuse.Caller, gid uint32) bool {
-	if caller.Gid == gid {
-		return true
+// caller is who made a request, with what /proc tells about its
+// supplementary groups and capabilities, read on first use.
+type caller struct {
+	c      *fuse.Caller // nil when the request carries none
+	loaded bool
+	groups []uint32
+	capEff uint64
+	procOK bool
+}
+
+func callerOf(ctx context.Context) *caller {
+	c, _ := fuse.FromContext(ctx)
+	return &caller{c: c}
+}
+
+// load reads /proc/PID/status of the calling thread. The kernel gives the
+// caller's pid in the daemon's pid namespace, and 0 for a caller the daemon
+// cannot see there (another pid namespace, not below the daemon's): then
+// nothing beyond the uid and the primary group is known.
+func (c *caller) load() {
+	if c.loaded {
+		return
 	}
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(caller.Pid)) + "/status")
+	c.loaded = true
+	if c.c == nil || c.c.Pid == 0 {
+		return
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(c.c.Pid)) + "/status")
 	if err != nil {
-		return false
+		return
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if g, ok := strings.CutPrefix(line, "Groups:"); ok {
 			for _, f := range strings.Fields(g) {
-				if f == strconv.Itoa(int(gid)) {
-					return true
+				if n, err := strconv.ParseUint(f, 10, 32); err == nil {
+					c.groups = append(c.groups, uint32(n))
 				}
 			}
+		}
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return
+			}
+			c.capEff = n
+			c.procOK = true
+		}
+	}
+}
+
+// hasFsetid reports whether the caller holds CAP_FSETID, which keeps
+// set-id bits through writes and truncates. Where /proc cannot tell (pid
+// 0), root is taken to hold it and everyone else not.
+func (c *caller) hasFsetid() bool {
+	if c.c == nil {
+		return false
+	}
+	c.load()
+	if !c.procOK {
+		return c.c.Uid == 0
+	}
+	return c.capEff&(1<<unix.CAP_FSETID) != 0
+}
+
+// inGroup reports whether the caller is a member of gid: its primary (fs)
+// group, or one of its supplementary groups. Where /proc cannot tell (pid
+// 0) only the primary group counts, so S_ISGID is cleared where ext4 might
+// keep it: the safe side.
+func (c *caller) inGroup(gid uint32) bool {
+	if c.c == nil {
+		return false
+	}
+	if c.c.Gid == gid {
+		return true
+	}
+	c.load()
+	for _, g := range c.groups {
+		if g == gid {
+			return true
 		}
 	}
 	return false

@@ -33,20 +33,33 @@ type Mount struct {
 	root      *node
 	registrar backingRegistrar // the server, or the passthrough helper
 	helper    *ptHelper        // nil without one
+	// target is the mountpoint held open by a daemon that mounted by
+	// itself; nil when fusermount3 mounted.
+	target *mountTarget
 }
 
 // MountVault mounts the vault described by o at mountpoint and returns once
 // the kernel serves it. The caller checks the mountpoint first
 // (CheckMountpoint) and unmounts with Unmount.
-func MountVault(mountpoint string, o Options) (*Mount, error) {
-	mountpoint, err := filepath.Abs(mountpoint)
+func MountVault(mountpoint string, o Options) (_ *Mount, err error) {
+	mountpoint, err = filepath.Abs(mountpoint)
 	if err != nil {
 		return nil, err
 	}
+	var target *mountTarget
 	if CanMount() {
-		if err := checkMountpointUser(mountpoint); err != nil {
+		if target, err = openMountpoint(mountpoint); err != nil {
 			return nil, err
 		}
+		defer func() {
+			if err != nil && target != nil {
+				target.close()
+			}
+		}()
+		if err := target.checkUser(o.AllowOther); err != nil {
+			return nil, err
+		}
+		mountpoint = target.path
 	}
 	v, err := newVault(o)
 	if err != nil {
@@ -67,12 +80,11 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 		timeout = 0
 	}
 	mo := fuse.MountOptions{
-		FsName:      v.opts.Backing,
-		Name:        FsName,
-		DirectMount: CanMount(),
-		AllowOther:  o.AllowOther,
-		Debug:       o.Debug,
-		Logger:      v.log,
+		FsName:     v.opts.Backing,
+		Name:       FsName,
+		AllowOther: o.AllowOther,
+		Debug:      o.Debug,
+		Logger:     v.log,
 		// Requests near 1 MiB: fewer round trips for large sequential I/O.
 		MaxWrite: maxRequest(),
 		// No lock requests: the kernel then keeps POSIX, OFD and flock
@@ -127,13 +139,13 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 			err = helperErr
 		}
 	} else {
-		server, err = mountRaw(mountpoint, root, gopts)
+		server, target, err = mountRaw(mountpoint, target, root, gopts)
 	}
 	if err != nil {
 		v.close()
 		return nil, err
 	}
-	m := &Mount{server: server, v: v, root: root, registrar: server}
+	m := &Mount{server: server, v: v, root: root, registrar: server, target: target}
 	if helper != nil {
 		m.registrar, m.helper = helper, helper.h
 	}
@@ -145,17 +157,40 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	return m, nil
 }
 
-// mountRaw is gofs.Mount with the node filesystem wrapped in umaskFS.
-func mountRaw(dir string, root gofs.InodeEmbedder, opts *gofs.Options) (*fuse.Server, error) {
-	server, err := fuse.NewServer(umaskFS{gofs.NewNodeFS(root, opts)}, dir, &opts.MountOptions)
+// mountRaw is gofs.Mount with the node filesystem wrapped in umaskFS. With
+// a target (a daemon that mounts by itself) it mounts on the directory held
+// open there and hands go-fuse the connection ("/dev/fd/N"); if that mount
+// fails it falls back to fusermount3, as go-fuse's own direct mount does.
+// It returns the target if the mount is on it, else nil, having closed it.
+func mountRaw(dir string, target *mountTarget, root gofs.InodeEmbedder, opts *gofs.Options) (*fuse.Server, *mountTarget, error) {
+	mo := opts.MountOptions
+	if target != nil {
+		if fd, err := target.mount(&mo); err == nil {
+			dir = fmt.Sprintf("/dev/fd/%d", fd)
+		} else {
+			if opts.Debug {
+				opts.Logger.Printf("mount: direct mount failed, trying fusermount3: %v", err)
+			}
+			target.close()
+			target = nil
+		}
+	}
+	server, err := fuse.NewServer(umaskFS{gofs.NewNodeFS(root, opts)}, dir, &mo)
 	if err != nil {
-		return nil, err
+		if target != nil {
+			target.unmount()
+			target.close()
+		}
+		return nil, nil, err
 	}
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return server, nil
+	if target != nil {
+		target.served()
+	}
+	return server, target, nil
 }
 
 // maxRequest is the largest read or write request to negotiate: 1 MiB, or
@@ -268,11 +303,17 @@ func (m *Mount) Wait() {
 	if m.helper != nil {
 		m.helper.close()
 	}
+	if m.target != nil {
+		m.target.close()
+	}
 	m.v.close()
 }
 
 // Unmount asks the kernel to unmount; Wait returns afterwards.
 func (m *Mount) Unmount() error {
+	if m.target != nil {
+		return m.target.unmount()
+	}
 	return m.server.Unmount()
 }
 

@@ -66,17 +66,48 @@ type node struct {
 	// that has no name any more through them.
 	filesMu sync.Mutex
 	files   map[*os.File]struct{}
+	// pin is an O_PATH fd of the vault entry whose inode number the node
+	// shows, kept once the entry is replaced (an encrypted symlink
+	// re-sealed by a rename), so that no new vault entry gets that number
+	// while the mount still shows it; -1 without one (pinFd).
+	pin int
+	// passthrough is the I/O mode of a plaintext file's open handles. The
+	// kernel fails an open (EIO) that would mix passthrough and
+	// daemon-served opens of one inode, so while any handle is open every
+	// new one gets the same mode (trackOpenPlain). Guarded by filesMu.
+	passthrough bool
 }
 
 func (n *node) trackOpen(f *os.File) {
 	n.filesMu.Lock()
 	defer n.filesMu.Unlock()
+	n.addFileLocked(f)
+}
+
+func (n *node) addFileLocked(f *os.File) {
 	if n.files == nil {
 		n.files = map[*os.File]struct{}{}
 	}
 	n.files[f] = struct{}{}
 	n.v.openFiles.Add(1)
 	n.v.touch()
+}
+
+// trackOpenPlain is trackOpen for a plaintext handle, and reports whether
+// it uses kernel passthrough: the mode of the node's open handles, or, when
+// it has none, what the file calls for now. What calls for the daemon (see
+// needsDaemonIO) may change while handles are open; the kernel then still
+// upholds the rules it is there for: it asks the daemon to clear set-id
+// bits before a write to a set-id file (killRequest), and the backing
+// filesystem drops file capabilities at every write.
+func (n *node) trackOpenPlain(f *os.File) bool {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	if len(n.files) == 0 {
+		n.passthrough = n.v.passthrough() && !n.quarantined() && !n.needsDaemonIO(f)
+	}
+	n.addFileLocked(f)
+	return n.passthrough
 }
 
 func (n *node) trackClose(f *os.File) {
@@ -110,7 +141,7 @@ func (n *node) dupOpenFile() *os.File {
 }
 
 func (v *vault) newNode(enc bool) *node {
-	n := &node{v: v, fd: -1}
+	n := &node{v: v, fd: -1, pin: -1}
 	n.enc.Store(enc)
 	return n
 }
@@ -133,8 +164,48 @@ func (n *node) refuseQuarantined(what string) syscall.Errno {
 
 var _ = (gofs.NodeOnForgetter)((*node)(nil))
 
-// OnForget closes the directory fd; the kernel holds no reference any more.
-func (n *node) OnForget() { n.forgetFd() }
+// OnForget closes the directory fd and the pin; the kernel holds no
+// reference any more.
+func (n *node) OnForget() {
+	n.forgetFd()
+	n.unpin()
+}
+
+// maxPins bounds the pins (see node.pin) a mount holds, in fds.
+const maxPins = 1024
+
+// pinEntry keeps the vault entry at dirfd/name, which is about to be
+// replaced, from giving its inode number to another entry while the node
+// still shows it: the node's own number, once its entry is replaced, as
+// the kernel and go-fuse know the node by it. It is held until the kernel
+// forgets the node, or not at all past maxPins (a rename of more symlinks
+// than that while all stay cached).
+func (n *node) pinEntry(dirfd int, name string, ino uint64) {
+	if n.StableAttr().Ino != ino {
+		return
+	}
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	if n.pin >= 0 || n.v.pins.Load() >= maxPins {
+		return
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	n.pin = fd
+	n.v.pins.Add(1)
+}
+
+func (n *node) unpin() {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	if n.pin >= 0 {
+		unix.Close(n.pin)
+		n.pin = -1
+		n.v.pins.Add(-1)
+	}
+}
 
 // parent returns the node's parent directory and its plaintext name there.
 func (n *node) parent() (*node, string, syscall.Errno) {
@@ -280,9 +351,15 @@ func holdsEncryptedNames(fd int) bool {
 	return false
 }
 
-// fillAttr converts a backing stat into what the mount shows.
+// fillAttr converts a backing stat into what the mount shows. The inode
+// number is the node's: an entry the daemon replaced in the vault (an
+// encrypted symlink re-sealed by a rename, a migrated file) keeps the number
+// the kernel knows it by, as go-fuse would insist anyway.
 func (n *node) fillAttr(st *syscall.Stat_t, out *fuse.Attr) {
 	out.FromStat(st)
+	if ino := n.StableAttr().Ino; ino != 0 {
+		out.Ino = ino
+	}
 	if !n.isEnc() {
 		return
 	}

@@ -80,7 +80,7 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	}
 	uid, uok := in.GetUID()
 	gid, gok := in.GetGID()
-	if uok || gok {
+	if uok || gok || killRequest(in) {
 		u, g := -1, -1
 		if uok {
 			u = int(uid)
@@ -88,8 +88,8 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		if gok {
 			g = int(gid)
 		}
-		if err := unix.Fchownat(fd, stored, u, g, flags); err != nil {
-			return toErrno(err)
+		if errno := chown(ctx, fd, stored, flags, u, g); errno != 0 {
+			return errno
 		}
 	}
 	if size, ok := in.GetSize(); ok {
@@ -104,17 +104,61 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	mtime, mok := in.GetMTime()
 	if aok || mok {
 		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+		// Seconds and nanoseconds apart: nanoseconds since 1970 overflow
+		// an int64 before 1678 and after 2262.
 		if aok {
-			ts[0] = unix.NsecToTimespec(atime.UnixNano())
+			ts[0] = unix.Timespec{Sec: atime.Unix(), Nsec: int64(atime.Nanosecond())}
 		}
 		if mok {
-			ts[1] = unix.NsecToTimespec(mtime.UnixNano())
+			ts[1] = unix.Timespec{Sec: mtime.Unix(), Nsec: int64(mtime.Nanosecond())}
 		}
 		if err := unix.UtimesNanoAt(fd, stored, ts, flags); err != nil {
 			return toErrno(err)
 		}
 	}
 	return n.Getattr(ctx, f, out)
+}
+
+// killRequest reports whether a SETATTR asks for no attribute: what the
+// kernel sends for chown(2) with uid and gid -1 (which still clears set-id
+// bits and changes ctime), and, under FUSE_HANDLE_KILLPRIV_V2, before a
+// write or fallocate by a caller without CAP_FSETID to a file it knows to
+// be set-id (file_remove_privs), passthrough writes included: the daemon's
+// only chance to clear the bits for those. Both get chown's treatment.
+// Under the writeback cache the request carries ctime, which the daemon
+// cannot set (the backing filesystem sets it).
+func killRequest(in *fuse.SetAttrIn) bool {
+	const none = fuse.FATTR_FH | fuse.FATTR_LOCKOWNER | fuse.FATTR_CTIME | fuse.FATTR_KILL_SUIDGID
+	return in.Valid&^none == 0
+}
+
+// chown changes the owner and group of the entry at dirfd/name (-1 keeps
+// either), and clears the set-id bits chown(2) clears (chownKill), which
+// the backing filesystem, called by the daemon, would not all clear:
+// S_ISGID of a caller outside the file's group, and, for a daemon with
+// CAP_FSETID, nothing beyond S_ISUID.
+func chown(ctx context.Context, dirfd int, name string, flags int, uid, gid int) syscall.Errno {
+	var pre syscall.Stat_t
+	if err := fstatatFlags(dirfd, name, flags, &pre); err != nil {
+		return toErrno(err)
+	}
+	if err := unix.Fchownat(dirfd, name, uid, gid, flags); err != nil {
+		return toErrno(err)
+	}
+	kill := chownKill(ctx, &pre)
+	if kill == 0 {
+		return 0
+	}
+	var st syscall.Stat_t
+	if err := fstatatFlags(dirfd, name, flags, &st); err != nil {
+		return toErrno(err)
+	}
+	if st.Mode&kill != 0 {
+		if err := unix.Fchmodat(dirfd, name, st.Mode&07777&^kill, flags); err != nil {
+			return toErrno(err)
+		}
+	}
+	return 0
 }
 
 // timesOnly reports whether a SETATTR only sets times, without a file
@@ -166,6 +210,11 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 	var file *os.File
 	if h, ok := f.(fdHolder); ok {
 		file = h.backingFile()
+		if eh, ok := h.(*encFile); ok {
+			n.contentMu.Lock()
+			eh.forDaemon()
+			n.contentMu.Unlock()
+		}
 	} else if opened, errno := n.openBackingOwner(unix.O_RDWR); errno == 0 {
 		defer opened.Close()
 		file = opened
@@ -189,7 +238,11 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 
 // openBacking opens the node's regular backing file without following
 // links. O_NONBLOCK and a type check after the open make sure that a FIFO
-// or device swapped in after the lookup is never waited on or used.
+// or device swapped in after the lookup is never waited on or used. An
+// encrypted file is opened with O_NOATIME where the daemon may (owner or
+// CAP_FOWNER): the daemon's own reads (headers, the blocks a write
+// re-encrypts) are no access by the user; an encrypted handle lifts it for
+// the user's reads (encFile.forUser).
 func (n *node) openBacking(flags int) (*os.File, syscall.Errno) {
 	return n.openBackingHow(flags, false)
 }
@@ -216,9 +269,17 @@ func (n *node) openBackingHow(flags int, asOwner bool) (*os.File, syscall.Errno)
 	if errno != 0 {
 		return nil, errno
 	}
-	bfd, err := unix.Openat(fd, stored, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	how := flags | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK
+	if n.isEnc() {
+		how |= unix.O_NOATIME
+	}
+	bfd, err := unix.Openat(fd, stored, how, 0)
+	if err == unix.EPERM && how&unix.O_NOATIME != 0 {
+		how &^= unix.O_NOATIME
+		bfd, err = unix.Openat(fd, stored, how, 0)
+	}
 	if err == unix.EACCES && asOwner {
-		bfd, err = openAsOwner(fd, stored, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK)
+		bfd, err = openAsOwner(fd, stored, how)
 	}
 	if err != nil {
 		return nil, toErrno(err)

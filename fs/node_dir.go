@@ -254,6 +254,13 @@ func removeDir(parentfd int, stored string) syscall.Errno {
 // clearVaultFiles empties a backing directory that holds only cryptpt's own
 // files (directory IV, sidecars, temp files), or returns ENOTEMPTY.
 func clearVaultFiles(parentfd int, stored string) syscall.Errno {
+	return vaultFilesOnly(parentfd, stored, true)
+}
+
+// vaultFilesOnly returns ENOTEMPTY unless the backing directory holds only
+// cryptpt's own files (directory IV, sidecars, temp files), which it
+// removes with clear set.
+func vaultFilesOnly(parentfd int, stored string, clear bool) syscall.Errno {
 	dfd, err := unix.Openat(parentfd, stored, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return toErrno(err)
@@ -270,8 +277,10 @@ func clearVaultFiles(parentfd int, stored string) syscall.Errno {
 			return syscall.ENOTEMPTY
 		}
 	}
-	for _, e := range ents {
-		unix.Unlinkat(dfd, e.Name, 0)
+	if clear {
+		for _, e := range ents {
+			unix.Unlinkat(dfd, e.Name, 0)
+		}
 	}
 	return 0
 }

@@ -57,6 +57,14 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		if !show {
 			return nil, syscall.ENOENT
 		}
+		if old := n.childNode(name); old != nil && old.isEnc() == enc && old.ino.Load() == st.Ino && old.StableAttr().Ino != st.Ino {
+			// The daemon replaced this entry in the vault (re-sealed
+			// or migrated it): it is still the node the kernel knows,
+			// under its number.
+			old.fillAttr(&st, &out.Attr)
+			old.injected.Store(quarantine)
+			return old.EmbeddedInode(), 0
+		}
 		ch := n.newChild(ctx, enc, &st, gen, out)
 		ch.Operations().(*node).injected.Store(quarantine)
 		return ch, 0

@@ -38,20 +38,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		}
 		want, fallback = unix.O_RDONLY, -1
 	}
-	if n.isEnc() {
-		// Our own header reads must not count as an access by the user.
-		want |= unix.O_NOATIME
-		if fallback >= 0 {
-			fallback |= unix.O_NOATIME
-		}
-	}
 	f, errno := n.openBacking(want)
-	if errno == syscall.EPERM && n.isEnc() {
-		// O_NOATIME needs ownership or CAP_FOWNER.
-		want &^= unix.O_NOATIME
-		fallback &^= unix.O_NOATIME
-		f, errno = n.openBacking(want)
-	}
 	if (errno == syscall.EACCES || errno == syscall.EROFS || errno == syscall.EPERM) && fallback >= 0 {
 		f, errno = n.openBacking(fallback)
 	}
@@ -98,7 +85,10 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		}
 		n.v.stats.encOpens.Add(1)
 		n.trackOpen(f)
-		return newEncFile(n, f), fuseFlags, 0
+		h := newEncFile(n, f)
+		// The kernel let the caller ask (owner or CAP_FOWNER).
+		h.userNoatime = flags&syscall.O_NOATIME != 0
+		return h, fuseFlags, 0
 	}
 	if flags&syscall.O_TRUNC != 0 {
 		if err := f.Truncate(0); err != nil {
@@ -107,8 +97,7 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		}
 	}
 	pf := newPlainFile(n, f)
-	n.trackOpen(f)
-	if n.v.passthrough() && !n.quarantined() && !n.needsDaemonIO(f) {
+	if n.trackOpenPlain(f) {
 		n.v.stats.plainOpensPassthrough.Add(1)
 		return &passthroughFile{pf}, fuseFlags, 0
 	}

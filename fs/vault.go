@@ -85,6 +85,7 @@ type vault struct {
 	// is using the mount; openFiles counts open handles (see Mount.Idle).
 	lastActive atomic.Int64
 	openFiles  atomic.Int64
+	pins       atomic.Int64 // node.pin fds held
 
 	// pol is the policy for new entries; SetPolicy replaces it while
 	// mounted (cryptpt reload).
@@ -260,31 +261,6 @@ var (
 	// not root) runs for a user who may not mount there: fusermount3's rule.
 	ErrMountpointDenied = errors.New("mountpoint is neither owned nor writable by the user the daemon runs as (or is sticky and not owned)")
 )
-
-// checkMountpointUser enforces fusermount3's rule for a daemon that calls
-// mount(2) itself without being root: the mountpoint must be owned by, or
-// writable by, the user it runs as, and owned by them if it is sticky.
-// Otherwise CAP_SYS_ADMIN alone would let the user hide any empty
-// directory (/run/sshd, /usr/local/sbin) from everyone. Root may mount
-// anywhere.
-func checkMountpointUser(dir string) error {
-	uid := unix.Geteuid()
-	if uid == 0 {
-		return nil
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return err
-	}
-	owned := st.Uid == uint32(uid)
-	if st.Mode&unix.S_ISVTX != 0 && !owned {
-		return ErrMountpointDenied
-	}
-	if !owned && unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK, unix.AT_EACCESS) != nil {
-		return ErrMountpointDenied
-	}
-	return nil
-}
 
 // CheckMountpoint returns nil when dir is an existing, empty directory that is
 // not already a mount point.

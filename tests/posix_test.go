@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,16 +23,21 @@ import (
 
 // The POSIX tests compare what the mount does with what POSIX and ext4 do,
 // in both modes: every test runs once in an encrypted and once in a
-// plaintext area of one mixed --allow-other mount, as root and, through a
-// helper process, as nobody (65534).
+// plaintext area of one mixed --allow-other mount, once more in an
+// all-encrypted --allow-other mount, which has the kernel's writeback cache
+// instead of passthrough (what a vault without plaintext rules, the home
+// vault among them, gets), as root and, through a helper process, as nobody
+// (65534).
 
 const nobody = 65534
 
-// posixAreas mounts a mixed vault with --allow-other and runs f in an
-// encrypted and in a plaintext directory of it, each 0777 and owned by
-// root, and once more in a directory of the backing filesystem itself
-// (ext4 here), which shows that each expectation is the kernel's.
-// opts may set more mount options.
+// posixAreas mounts a mixed vault and an all-encrypted one, both with
+// --allow-other, and runs f in an encrypted ("enc") and a plaintext
+// ("plain") directory of the mixed one, in a directory of the all-encrypted
+// one ("wb": its name starts with "enc-" too, so tests treat it as
+// encrypted), each 0777 and owned by root, and once more in a directory of
+// the backing filesystem itself ("native": ext4 here), which shows that each
+// expectation is the kernel's. opts may set more mount options.
 func posixAreas(t *testing.T, f func(t *testing.T, tv *cfs.TestVault, dir string), opts ...func(*cfs.Options)) {
 	t.Helper()
 	o := cfs.Options{AllowOther: true}
@@ -39,36 +45,49 @@ func posixAreas(t *testing.T, f func(t *testing.T, tv *cfs.TestVault, dir string
 		fn(&o)
 	}
 	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"plain/"}, Options: o})
-	// The test's temp dirs are 0700; other users must reach the mount.
-	for _, d := range []string{filepath.Dir(tv.Mnt), filepath.Dir(filepath.Dir(tv.Mnt)), tv.Mnt} {
-		must(t, os.Chmod(d, 0o755))
+	wb := cfs.NewTestVault(t, cfs.TestOptions{Options: o})
+	if !wb.Mount.Status().WritebackCache {
+		t.Fatalf("the all-encrypted mount has no writeback cache: %+v", wb.Mount.Status())
 	}
-	for _, area := range []string{"enc", "plain", "native"} {
+	// The test's temp dirs are 0700; other users must reach the mounts.
+	for _, v := range []*cfs.TestVault{tv, wb} {
+		for _, d := range []string{filepath.Dir(v.Mnt), filepath.Dir(filepath.Dir(v.Mnt)), v.Mnt} {
+			must(t, os.Chmod(d, 0o755))
+		}
+	}
+	for _, area := range []string{"enc", "plain", "wb", "native"} {
 		t.Run(area, func(t *testing.T) {
+			v := tv
 			dir := tv.Path(area + "-" + strings.ReplaceAll(t.Name(), "/", "-"))
 			switch area {
 			case "plain":
 				must(t, os.MkdirAll(tv.Path("plain"), 0o755))
 				dir = filepath.Join(tv.Path("plain"), filepath.Base(dir))
+			case "wb":
+				v = wb
+				dir = wb.Path("enc-" + strings.ReplaceAll(t.Name(), "/", "-"))
 			case "native":
 				dir = filepath.Join(filepath.Dir(tv.Mnt), filepath.Base(dir))
 			}
 			must(t, os.Mkdir(dir, 0o777))
 			must(t, os.Chmod(dir, 0o777))
 			if area != "native" {
-				if m := storedMode(t, dir); m != map[string]string{"enc": "encrypted", "plain": "plaintext"}[area] {
+				if m := storedMode(t, dir); m != map[string]string{"enc": "encrypted", "wb": "encrypted", "plain": "plaintext"}[area] {
 					t.Fatalf("%s is stored %s", dir, m)
 				}
 			}
-			f(t, tv, dir)
+			f(t, v, dir)
 		})
 	}
 }
 
-// user is who the helper runs as.
+// user is who the helper runs as. caps, when set, are setpriv(1)
+// capability options ("--inh-caps=+fsetid", ...): the helper then runs
+// through setpriv with them.
 type user struct {
 	uid, gid uint32
 	groups   []uint32
+	caps     []string
 }
 
 var nobodyUser = user{uid: nobody, gid: nobody}
@@ -79,6 +98,18 @@ func (u user) as(t *testing.T, ops ...string) []result {
 	t.Helper()
 	cmd := exec.Command(posixHelper(t), ops...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups}}
+	if len(u.caps) > 0 {
+		groups := "--clear-groups"
+		if len(u.groups) > 0 {
+			var g []string
+			for _, n := range u.groups {
+				g = append(g, strconv.Itoa(int(n)))
+			}
+			groups = "--groups=" + strings.Join(g, ",")
+		}
+		args := append([]string{fmt.Sprintf("--reuid=%d", u.uid), fmt.Sprintf("--regid=%d", u.gid), groups}, u.caps...)
+		cmd = exec.Command("setpriv", append(append(args, posixHelper(t)), ops...)...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -124,9 +155,13 @@ type result struct {
 //	utime PATH ATIME MTIME (seconds; "now" or "omit")
 //	lock TYPE CMD (fcntl on the current fd: TYPE r/w/u, CMD 6=F_SETLK 37=F_OFD_SETLK)
 //	flock HOW (LOCK_SH=1, LOCK_EX=2, LOCK_UN=8, +4 nonblocking)
+//	access PATH MODE | exec PATH (execve, errno of the exec alone)
+//	readdir PATH (prints the number of entries) | readlink PATH (prints it)
+//	getxattr PATH NAME (prints the value) | setxattr PATH NAME VALUE
 const posixHelperSrc = `package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -221,12 +256,48 @@ func main() {
 			err = syscall.FcntlFlock(uintptr(fd), int(num()), &syscall.Flock_t{Type: t})
 		case "flock":
 			err = syscall.Flock(fd, int(num()))
+		case "access":
+			p := next()
+			err = syscall.Access(p, uint32(num()))
+		case "exec":
+			var p *os.Process
+			if p, err = os.StartProcess(next(), []string{"x"}, &os.ProcAttr{}); err == nil {
+				p.Wait()
+			}
+		case "readdir":
+			var f *os.File
+			if f, err = os.Open(next()); err == nil {
+				var names []string
+				names, err = f.Readdirnames(-1)
+				f.Close()
+				out = strconv.Itoa(len(names))
+			}
+		case "readlink":
+			buf := make([]byte, 4096)
+			var n int
+			n, err = syscall.Readlink(next(), buf)
+			if err == nil {
+				out = string(buf[:n])
+			}
+		case "getxattr":
+			p := next()
+			buf := make([]byte, 4096)
+			var n int
+			n, err = syscall.Getxattr(p, next(), buf)
+			if err == nil {
+				out = string(buf[:n])
+			}
+		case "setxattr":
+			p := next()
+			name := next()
+			err = syscall.Setxattr(p, name, []byte(next()), 0)
 		default:
 			panic("unknown op " + op)
 		}
 		n := 0
-		if e, ok := err.(syscall.Errno); ok {
-			n = int(e)
+		var en syscall.Errno
+		if errors.As(err, &en) {
+			n = int(en)
 		} else if err != nil {
 			panic(err)
 		}
@@ -1022,25 +1093,57 @@ func TestPosixReadsFitSplicePipe(t *testing.T) {
 	}, func(o *cfs.Options) { o.NoPassthrough = true })
 }
 
+// shq quotes s for sh.
+func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// unitNS runs script with sh in a mount namespace of its own, in which
+// /dev/fuse is a node every user may open and /etc/fuse.conf holds conf:
+// what a daemon of the system unit meets on a desktop, without changing
+// either for the rest of the machine (where other tests change /dev/fuse's
+// mode too). Mounts made by the script stay in the namespace.
+func unitNS(t *testing.T, conf, script string) string {
+	t.Helper()
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "fuse.conf"), []byte(conf), 0o644))
+	setup := fmt.Sprintf("set -e\nmknod %[1]s/fuse c 10 229\nchmod 666 %[1]s/fuse\nmount --bind %[1]s/fuse /dev/fuse\nmount --bind %[1]s/fuse.conf /etc/fuse.conf\nset +e\n", shq(dir))
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", setup+script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("unshare: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// unitCmd is the shell command that runs cryptpt with args as the system
+// unit runs it: as nobody, with CAP_SYS_ADMIN alone.
+func unitCmd(v *cliVault, args ...string) string {
+	q := []string{"HOME=" + shq(v.dir), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=+sys_admin", "--ambient-caps=+sys_admin", "--bounding-set=-all,+sys_admin", "--no-new-privs", shq(binary)}
+	for _, a := range args {
+		q = append(q, shq(a))
+	}
+	return strings.Join(q, " ")
+}
+
+// unitMount mounts the vault on mp as the system unit's daemon would, with
+// /etc/fuse.conf holding conf, and reports whether it got mounted and what
+// cryptpt said; it unmounts again.
+func unitMount(t *testing.T, v *cliVault, conf, mp string, extra ...string) (bool, string) {
+	t.Helper()
+	args := append([]string{"mount", "--config", v.config, "--passfile", v.pwfile}, extra...)
+	script := unitCmd(v, append(args, v.backing, mp)...) + " 2>&1\n" +
+		"if grep -q " + shq(" "+mp+" ") + " /proc/self/mountinfo; then echo CRYPTPT-MOUNTED; " + unitCmd(v, "unmount", mp) + "; fi\n"
+	out := unitNS(t, conf, script)
+	return strings.Contains(out, "CRYPTPT-MOUNTED"), out
+}
+
 // A daemon that mounts by itself with only CAP_SYS_ADMIN (the system unit)
 // obeys fusermount3's rule: it mounts only where its user owns the
 // mountpoint or may write to it, and a sticky one only if owned.
 func TestPosixDirectMountpointRules(t *testing.T) {
 	needRoot(t)
-	if st, err := os.Stat("/dev/fuse"); err == nil && st.Mode().Perm()&0o006 != 0o006 {
-		must(t, os.Chmod("/dev/fuse", 0o666))
-		t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
-	}
 	v := newCLIVault(t)
 	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
 	filepath.Walk(v.dir, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, nobody, nobody) })
-	asUnit := func(args ...string) (string, error) {
-		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups",
-			"--inh-caps=+sys_admin", "--ambient-caps=+sys_admin", "--bounding-set=-all,+sys_admin", "--no-new-privs", binary}, args...)...)
-		cmd.Env = append(os.Environ(), "HOME="+v.dir)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
 	cases := []struct {
 		name  string
 		uid   int
@@ -1059,16 +1162,48 @@ func TestPosixDirectMountpointRules(t *testing.T) {
 		must(t, os.Mkdir(mp, 0o755))
 		must(t, os.Chown(mp, c.uid, c.uid))
 		must(t, os.Chmod(mp, c.mode))
-		out, err := asUnit("mount", "--config", v.config, "--passfile", v.pwfile, v.backing, mp)
-		mounted, _ := cfs.IsMountpoint(mp)
-		if mounted {
-			asUnit("unmount", mp)
-		}
-		if mounted != c.allow || (err == nil) != c.allow {
-			t.Errorf("%s: mounted %v (%v), want %v\n%s", c.name, mounted, err, c.allow, out)
+		mounted, out := unitMount(t, v, "", mp)
+		if mounted != c.allow {
+			t.Errorf("%s: mounted %v, want %v\n%s", c.name, mounted, c.allow, out)
 		}
 		if !c.allow && !strings.Contains(out, "neither owned nor writable") {
 			t.Errorf("%s: refusal does not say why: %s", c.name, out)
+		}
+	}
+	// A symlink in the path counts as where it leads.
+	link := filepath.Join(v.dir, "link")
+	must(t, os.Symlink(filepath.Join(v.dir, "mp1"), link))
+	if mounted, out := unitMount(t, v, "", link); mounted {
+		t.Errorf("mounted through a symlink to a root-owned 0755 directory:\n%s", out)
+	}
+}
+
+// Such a daemon gets allow_other only where /etc/fuse.conf has
+// user_allow_other, as fusermount3 demands.
+func TestPosixDirectMountAllowOther(t *testing.T) {
+	needRoot(t)
+	v := newCLIVault(t)
+	must(t, os.Chmod(filepath.Dir(v.dir), 0o755))
+	filepath.Walk(v.dir, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, nobody, nobody) })
+	mp := filepath.Join(v.dir, "mp")
+	must(t, os.Mkdir(mp, 0o755))
+	must(t, os.Chown(mp, nobody, nobody))
+	for _, c := range []struct {
+		conf  string
+		allow bool
+	}{
+		{"# user_allow_other\nmount_max = 1000\n", false},
+		{"mount_max = 1000\nuser_allow_other\n", true},
+	} {
+		mounted, out := unitMount(t, v, c.conf, mp, "--allow-other")
+		if mounted != c.allow {
+			t.Errorf("fuse.conf %q: mounted %v, want %v\n%s", c.conf, mounted, c.allow, out)
+		}
+		if !c.allow && !strings.Contains(out, "user_allow_other") {
+			t.Errorf("fuse.conf %q: the refusal does not say why: %s", c.conf, out)
+		}
+		if mounted, out := unitMount(t, v, c.conf, mp); !mounted {
+			t.Errorf("fuse.conf %q: no mount without --allow-other:\n%s", c.conf, out)
 		}
 	}
 }
@@ -1246,8 +1381,8 @@ func TestPosixPermissionChecks(t *testing.T) {
 	})
 }
 
-// utimensat: UTIME_NOW and UTIME_OMIT, times before 1970 and after 2038,
-// nanoseconds; by the owner and, for UTIME_NOW only, anyone who may write.
+// utimensat: UTIME_NOW and UTIME_OMIT, times before 1970 and after 2038
+// and 2262, nanoseconds; by the owner and, for UTIME_NOW only, anyone who may write.
 func TestPosixUtimens(t *testing.T) {
 	needRoot(t)
 	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
@@ -1263,6 +1398,10 @@ func TestPosixUtimens(t *testing.T) {
 			{{Sec: -1000000000, Nsec: 5}, {Sec: -1, Nsec: 999999999}},
 			{{Sec: 1 << 32, Nsec: 123456789}, {Sec: 4102444800, Nsec: 1}},
 			{{Sec: 0}, {Sec: 2147483648}},
+			// Past 2262 and close to 1901, the ends of ext4's range:
+			// beyond what nanoseconds since 1970 hold in an int64.
+			{{Sec: 10413792000, Nsec: 7}, {Sec: 13569465600 - 1, Nsec: 999999999}},
+			{{Sec: -2147483648}, {Sec: -2000000000, Nsec: 1}},
 		} {
 			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p, ts[:], unix.AT_SYMLINK_NOFOLLOW))
 			if a, m := times(); a != ts[0] || m != ts[1] {
@@ -1373,6 +1512,14 @@ func TestPosixExclEveryKind(t *testing.T) {
 			"blk":      func(p string) error { return unix.Mknod(p, unix.S_IFBLK|0o644, int(unix.Mkdev(7, 0))) },
 			"symlink":  func(p string) error { return os.Symlink(filepath.Join(dir, "file"), p) },
 			"dangling": func(p string) error { return os.Symlink("nowhere", p) },
+			"socket": func(p string) error {
+				l, err := net.Listen("unix", p)
+				if err == nil {
+					l.(*net.UnixListener).SetUnlinkOnClose(false)
+					l.Close()
+				}
+				return err
+			},
 		}
 		for kind, f := range mk {
 			p := filepath.Join(dir, kind)
