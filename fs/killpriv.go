@@ -91,6 +91,8 @@ func (n *node) afterWrite(ctx context.Context, f *os.File) {
 		return
 	}
 	n.cached = stateFromStat(&st)
+	// The kernel knows what it wrote: not an outside change (watch.go).
+	n.saw(&st)
 }
 
 // inGroup reports whether the caller is a member of gid: its primary group

@@ -20,11 +20,12 @@ import (
 // FsName is the filesystem type shown in the mount table ("fuse.cryptpt").
 const FsName = "cryptpt"
 
-// cacheTimeout is how long the kernel may trust names and attributes. Changes
-// made through the mount are seen at once whatever it is; it only delays
-// seeing changes made to the vault behind the daemon's back, for which
-// SharedStorage turns caching off.
-const cacheTimeout = 5 * time.Second
+// cacheTimeout is how long the kernel may trust names, attributes and
+// listings. Changes made through the mount reach the kernel's caches at
+// once; changes made to the vault behind the daemon's back reach them
+// through the watcher (watch.go), or after unwatchedTimeout where it
+// cannot watch. SharedStorage turns caching off.
+const cacheTimeout = time.Hour
 
 // Mount is a live cryptpt mount.
 type Mount struct {
@@ -65,6 +66,8 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	timeout := cacheTimeout
 	if o.SharedStorage {
 		timeout = 0
+	} else {
+		v.watch = newWatcher(v)
 	}
 	mo := fuse.MountOptions{
 		FsName:      v.opts.Backing,
@@ -122,12 +125,12 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	var helper *helperCallbacks
 	var helperErr error
 	if v.usesHelper() {
-		server, helper, helperErr = mountWithHelper(mountpoint, root, gopts, o.Ptreg)
+		server, helper, helperErr = mountWithHelper(mountpoint, func() fuse.RawFileSystem { return v.rawFS(root, gopts) }, gopts, o.Ptreg)
 		if server == nil {
 			err = helperErr
 		}
 	} else {
-		server, err = mountRaw(mountpoint, root, gopts)
+		server, err = mountRaw(mountpoint, v.rawFS(root, gopts), gopts)
 	}
 	if err != nil {
 		v.close()
@@ -145,9 +148,15 @@ func MountVault(mountpoint string, o Options) (*Mount, error) {
 	return m, nil
 }
 
-// mountRaw is gofs.Mount with the node filesystem wrapped in umaskFS.
-func mountRaw(dir string, root gofs.InodeEmbedder, opts *gofs.Options) (*fuse.Server, error) {
-	server, err := fuse.NewServer(umaskFS{gofs.NewNodeFS(root, opts)}, dir, &opts.MountOptions)
+// rawFS is the node filesystem as the kernel talks to it: requests counted,
+// caching adjusted by cachingFS, the umask applied by umaskFS.
+func (v *vault) rawFS(root gofs.InodeEmbedder, opts *gofs.Options) fuse.RawFileSystem {
+	return countingFS{cachingFS{umaskFS{gofs.NewNodeFS(root, opts)}}, &v.requests}
+}
+
+// mountRaw is gofs.Mount for the raw filesystem fs.
+func mountRaw(dir string, fs fuse.RawFileSystem, opts *gofs.Options) (*fuse.Server, error) {
+	server, err := fuse.NewServer(fs, dir, &opts.MountOptions)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,13 @@ type node struct {
 	// injected marks a plaintext-form entry found at a path the policy
 	// encrypts: quarantined (see admit).
 	injected atomic.Bool
+	// known* are the backing size, mtime and ctime (ns) the daemon last
+	// reported or wrote, for the watcher to tell outside changes from its
+	// own (watch.go).
+	knownSize, knownMtime, knownCtime atomic.Int64
+	// wd is the inotify watch of a directory: 0 none yet, -1 none possible.
+	// Guarded by the watcher's mu for writes.
+	wd atomic.Int32
 
 	// Directories: an O_PATH fd of the backing directory while it is in
 	// the vault's bounded set (dirfds.go; guarded by v.dirs.mu), and the
@@ -133,8 +140,13 @@ func (n *node) refuseQuarantined(what string) syscall.Errno {
 
 var _ = (gofs.NodeOnForgetter)((*node)(nil))
 
-// OnForget closes the directory fd; the kernel holds no reference any more.
-func (n *node) OnForget() { n.forgetFd() }
+// OnForget closes the directory fd and drops a kept listing; the kernel
+// holds no reference any more.
+func (n *node) OnForget() {
+	n.v.watch.unwatch(n)
+	n.forgetFd()
+	n.v.listings.drop(n)
+}
 
 // parent returns the node's parent directory and its plaintext name there.
 func (n *node) parent() (*node, string, syscall.Errno) {
@@ -282,6 +294,7 @@ func holdsEncryptedNames(fd int) bool {
 
 // fillAttr converts a backing stat into what the mount shows.
 func (n *node) fillAttr(st *syscall.Stat_t, out *fuse.Attr) {
+	n.saw(st)
 	out.FromStat(st)
 	if !n.isEnc() {
 		return
@@ -310,7 +323,13 @@ func (n *node) newChild(ctx context.Context, enc bool, st *syscall.Stat_t, gen u
 	child := n.v.newNode(enc)
 	child.ino.Store(st.Ino)
 	child.fillAttr(st, &out.Attr)
-	return n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: st.Ino, Gen: gen})
+	out.SetEntryTimeout(n.entryTimeout())
+	out.SetAttrTimeout(n.entryTimeout())
+	ch := n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: st.Ino, Gen: gen})
+	// The kernel may already hold this file under another node (a hard
+	// link): that node reported these attributes now.
+	ch.Operations().(*node).saw(st)
+	return ch
 }
 
 // childNode returns the node of a child already known to the kernel.
