@@ -169,18 +169,23 @@ func (n *node) list() (*dirListing, syscall.Errno) {
 		fuse.DirEntry{Name: "..", Ino: dotdot, Mode: syscall.S_IFDIR})
 	// A name can exist in both forms after an interrupted migrate; list it
 	// once, as Lookup will resolve it.
-	seen := make(map[string]bool, len(raw))
+	seen := make(map[string]int, len(raw)) // name -> index in l
 	for _, e := range raw {
 		stored := e.Name
 		name, enc, ok := n.decodeEntry(fd, stored)
 		if !ok {
 			continue
 		}
-		if seen[name] {
+		if i, twin := seen[name]; twin {
 			n.v.stats.note(&n.v.stats.twins, n.childPath(name))
+			if i >= 0 {
+				// Which form the entry is, Lookup decides (by the
+				// policy), not the order getdents happened to give.
+				l.sources[i] = entrySource{}
+			}
 			continue
 		}
-		seen[name] = true
+		seen[name] = -1
 		if !enc || n.v.opts.UntrustedStorage {
 			// Only plaintext entries can be hidden; skip the policy
 			// check for the common encrypted case.
@@ -189,6 +194,7 @@ func (n *node) list() (*dirListing, syscall.Errno) {
 			}
 		}
 		e.Name = name
+		seen[name] = len(l.entries)
 		l.entries = append(l.entries, e)
 		l.sources = append(l.sources, entrySource{stored: stored, enc: enc})
 	}

@@ -297,17 +297,42 @@ func (w *watcher) apply(e watchEvent) {
 		dir.NotifyEntry(name)
 		dir.NotifyContent(0, 0)
 	case err != nil || st.Ino != child.ino.Load():
-		// The name is gone or names another file now.
-		if err != nil {
-			dir.NotifyDelete(name, child.EmbeddedInode())
-		} else {
+		// This form of the name is gone or names another file now. The
+		// other form may hold the same file: migrate converted it.
+		switch ino, found := dir.resolveIno(name); {
+		case found && ino == child.ino.Load():
+			return
+		case found:
 			dir.NotifyEntry(name)
+		default:
+			dir.NotifyDelete(name, child.EmbeddedInode())
 		}
 		dir.NotifyContent(0, 0)
 	case child.changedFrom(&st):
 		// Same file, other attributes or content than reported.
 		child.NotifyContent(0, 0)
 	}
+}
+
+// resolveIno finds name in directory n in either form, as Lookup does, and
+// returns the backing inode number it names.
+func (n *node) resolveIno(name string) (uint64, bool) {
+	fd, release, errno := n.dirfd()
+	if errno != 0 {
+		return 0, false
+	}
+	defer release()
+	for _, enc := range []bool{true, false} {
+		stored, errno := n.storedName(name, enc, false)
+		if errno != 0 {
+			continue
+		}
+		var st syscall.Stat_t
+		if fstatat(fd, stored, &st) == nil {
+			return st.Ino, true
+		}
+	}
+	return 0, false
 }
 
 // invalidateAll makes the kernel forget every cached name, attribute and
