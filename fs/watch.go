@@ -19,8 +19,7 @@ import (
 // vault directly (a sync tool, another mount of the same vault, a user in
 // the vault directory) would go unseen for that long, so the daemon
 // watches every backing directory the kernel holds with inotify and turns
-// what changed there into invalidations (NotifyEntry, NotifyDelete,
-// NotifyContent), after comparing with what the daemon itself reported, so
+// what changed there into invalidations (NotifyEntry, NotifyContent), after comparing with what the daemon itself reported, so
 // that its own changes cost nothing more. Directories it cannot watch
 // (the user's inotify watch limit) keep the short unwatchedTimeout.
 // Changes on another machine of a network filesystem raise no inotify
@@ -299,14 +298,15 @@ func (w *watcher) apply(e watchEvent) {
 	case err != nil || st.Ino != child.ino.Load():
 		// This form of the name is gone or names another file now. The
 		// other form may hold the same file: migrate converted it.
-		switch ino, found := dir.resolveIno(name); {
-		case found && ino == child.ino.Load():
+		// NotifyEntry, not NotifyDelete: the kernel clears the link
+		// count of an inode it is told was deleted, which would be wrong
+		// for a file that is still there under another name, or again
+		// (an event the daemon's own multi-step operations raise, seen
+		// mid-way). A dropped name is only looked up again.
+		if ino, found := dir.resolveIno(name); found && ino == child.ino.Load() {
 			return
-		case found:
-			dir.NotifyEntry(name)
-		default:
-			dir.NotifyDelete(name, child.EmbeddedInode())
 		}
+		dir.NotifyEntry(name)
 		dir.NotifyContent(0, 0)
 	case child.changedFrom(&st):
 		// Same file, other attributes or content than reported.
