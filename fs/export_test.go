@@ -7,3 +7,7 @@ func EncryptedHandleForTest() gofs.FileHandle { return &encFile{} }
 
 // PassthroughHandleForTest returns a zero passthrough handle, for type checks.
 func PassthroughHandleForTest() *passthroughFile { return &passthroughFile{} }
+
+// SettleWatcherForTest waits until the mount's watcher has acted on every
+// change made to the vault so far.
+func (m *Mount) SettleWatcherForTest() { m.v.watch.settle() }

@@ -118,6 +118,8 @@ func (n *node) afterWrite(ctx context.Context, f *os.File) {
 		return
 	}
 	n.cached = stateFromStat(&st)
+	// The kernel knows what it wrote: not an outside change (watch.go).
+	n.saw(&st)
 }
 
 // caller is who made a request, with what /proc tells about its

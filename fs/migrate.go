@@ -96,8 +96,18 @@ func (n *node) migrate(ctx context.Context, value string, progress func(done int
 		errno = n.convertFile(pfd, curStored, newStored, &st, wantEnc, progress)
 	case syscall.S_IFLNK:
 		errno = n.convertSymlink(p, name, pfd, curStored, newStored, wantEnc)
+	case syscall.S_IFDIR:
+		// Nothing but the name to convert; an encrypted directory must
+		// have its IV, which a plaintext one gets only with its first
+		// encrypted entry.
+		if wantEnc {
+			if _, errno = n.dirIV(true); errno != 0 {
+				return errno
+			}
+		}
+		errno = toErrno(unix.Renameat2(pfd, curStored, pfd, newStored, unix.RENAME_NOREPLACE))
 	default:
-		// Directories, fifos, sockets: nothing but the name to convert.
+		// Fifos, sockets: nothing but the name to convert.
 		errno = toErrno(unix.Renameat2(pfd, curStored, pfd, newStored, unix.RENAME_NOREPLACE))
 	}
 	if errno != 0 {

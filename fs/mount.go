@@ -20,11 +20,12 @@ import (
 // FsName is the filesystem type shown in the mount table ("fuse.cryptpt").
 const FsName = "cryptpt"
 
-// cacheTimeout is how long the kernel may trust names and attributes. Changes
-// made through the mount are seen at once whatever it is; it only delays
-// seeing changes made to the vault behind the daemon's back, for which
-// SharedStorage turns caching off.
-const cacheTimeout = 5 * time.Second
+// cacheTimeout is how long the kernel may trust names, attributes and
+// listings. Changes made through the mount reach the kernel's caches at
+// once; changes made to the vault behind the daemon's back reach them
+// through the watcher (watch.go), or after unwatchedTimeout where it
+// cannot watch. SharedStorage turns caching off.
+const cacheTimeout = time.Hour
 
 // Mount is a live cryptpt mount.
 type Mount struct {
@@ -78,6 +79,8 @@ func MountVault(mountpoint string, o Options) (_ *Mount, err error) {
 	timeout := cacheTimeout
 	if o.SharedStorage {
 		timeout = 0
+	} else {
+		v.watch = newWatcher(v)
 	}
 	mo := fuse.MountOptions{
 		FsName:     v.opts.Backing,
@@ -134,12 +137,12 @@ func MountVault(mountpoint string, o Options) (_ *Mount, err error) {
 	var helper *helperCallbacks
 	var helperErr error
 	if v.usesHelper() {
-		server, helper, helperErr = mountWithHelper(mountpoint, root, gopts, o.Ptreg)
+		server, helper, helperErr = mountWithHelper(mountpoint, func() fuse.RawFileSystem { return v.rawFS(root, gopts) }, gopts, o.Ptreg)
 		if server == nil {
 			err = helperErr
 		}
 	} else {
-		server, target, err = mountRaw(mountpoint, target, root, gopts)
+		server, target, err = mountRaw(mountpoint, target, v.rawFS(root, gopts), gopts)
 	}
 	if err != nil {
 		v.close()
@@ -157,12 +160,18 @@ func MountVault(mountpoint string, o Options) (_ *Mount, err error) {
 	return m, nil
 }
 
-// mountRaw is gofs.Mount with the node filesystem wrapped in umaskFS. With
+// rawFS is the node filesystem as the kernel talks to it: requests counted,
+// caching adjusted by cachingFS, the umask applied by umaskFS.
+func (v *vault) rawFS(root gofs.InodeEmbedder, opts *gofs.Options) fuse.RawFileSystem {
+	return countingFS{cachingFS{umaskFS{gofs.NewNodeFS(root, opts)}}, &v.requests}
+}
+
+// mountRaw is gofs.Mount for the raw filesystem fs. With
 // a target (a daemon that mounts by itself) it mounts on the directory held
 // open there and hands go-fuse the connection ("/dev/fd/N"); if that mount
 // fails it falls back to fusermount3, as go-fuse's own direct mount does.
 // It returns the target if the mount is on it, else nil, having closed it.
-func mountRaw(dir string, target *mountTarget, root gofs.InodeEmbedder, opts *gofs.Options) (*fuse.Server, *mountTarget, error) {
+func mountRaw(dir string, target *mountTarget, fs fuse.RawFileSystem, opts *gofs.Options) (*fuse.Server, *mountTarget, error) {
 	mo := opts.MountOptions
 	if target != nil {
 		if fd, err := target.mount(&mo); err == nil {
@@ -175,7 +184,7 @@ func mountRaw(dir string, target *mountTarget, root gofs.InodeEmbedder, opts *go
 			target = nil
 		}
 	}
-	server, err := fuse.NewServer(umaskFS{gofs.NewNodeFS(root, opts)}, dir, &mo)
+	server, err := fuse.NewServer(fs, dir, &mo)
 	if err != nil {
 		if target != nil {
 			target.unmount()

@@ -37,6 +37,13 @@ type node struct {
 	// injected marks a plaintext-form entry found at a path the policy
 	// encrypts: quarantined (see admit).
 	injected atomic.Bool
+	// known* are the backing size, mtime and ctime (ns) the daemon last
+	// reported or wrote, for the watcher to tell outside changes from its
+	// own (watch.go).
+	knownSize, knownMtime, knownCtime atomic.Int64
+	// wd is the inotify watch of a directory: 0 none yet, -1 none possible.
+	// Guarded by the watcher's mu for writes.
+	wd atomic.Int32
 
 	// Directories: an O_PATH fd of the backing directory while it is in
 	// the vault's bounded set (dirfds.go; guarded by v.dirs.mu), and the
@@ -164,11 +171,13 @@ func (n *node) refuseQuarantined(what string) syscall.Errno {
 
 var _ = (gofs.NodeOnForgetter)((*node)(nil))
 
-// OnForget closes the directory fd and the pin; the kernel holds no
-// reference any more.
+// OnForget closes the directory fd and the pin, and drops a kept listing;
+// the kernel holds no reference any more.
 func (n *node) OnForget() {
+	n.v.watch.unwatch(n)
 	n.forgetFd()
 	n.unpin()
+	n.v.listings.drop(n)
 }
 
 // maxPins bounds the pins (see node.pin) a mount holds, in fds.
@@ -356,6 +365,7 @@ func holdsEncryptedNames(fd int) bool {
 // encrypted symlink re-sealed by a rename, a migrated file) keeps the number
 // the kernel knows it by, as go-fuse would insist anyway.
 func (n *node) fillAttr(st *syscall.Stat_t, out *fuse.Attr) {
+	n.saw(st)
 	out.FromStat(st)
 	if ino := n.StableAttr().Ino; ino != 0 {
 		out.Ino = ino
@@ -387,7 +397,13 @@ func (n *node) newChild(ctx context.Context, enc bool, st *syscall.Stat_t, gen u
 	child := n.v.newNode(enc)
 	child.ino.Store(st.Ino)
 	child.fillAttr(st, &out.Attr)
-	return n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: st.Ino, Gen: gen})
+	out.SetEntryTimeout(n.entryTimeout())
+	out.SetAttrTimeout(n.entryTimeout())
+	ch := n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: st.Ino, Gen: gen})
+	// The kernel may already hold this file under another node (a hard
+	// link): that node reported these attributes now.
+	ch.Operations().(*node).saw(st)
+	return ch
 }
 
 // childNode returns the node of a child already known to the kernel.

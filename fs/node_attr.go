@@ -42,6 +42,7 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 		return toErrno(err)
 	}
 	n.fillAttr(&st, &out.Attr)
+	out.SetTimeout(n.attrTimeout())
 	return 0
 }
 

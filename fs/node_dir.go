@@ -196,6 +196,15 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		return nil, errno
 	}
 	defer release()
+	if !enc {
+		// A plaintext directory gets its IV with its first encrypted
+		// entry (dirIV): most never have one, and writing it costs an
+		// fsync, about half of what a mkdir costs here.
+		if err := unix.Mkdirat(fd, stored, mode); err != nil {
+			return nil, toErrno(err)
+		}
+		return n.finishNew(ctx, fd, stored, enc, mode|syscall.S_IFDIR, out)
+	}
 	// The daemon writes the IV into the new directory: a daemon running
 	// as the user needs owner write and search there for that moment.
 	lent := uint32(0o300) &^ mode

@@ -20,6 +20,9 @@ var _ = (gofs.NodeLookuper)((*node)(nil))
 // encrypts and the plaintext one where it does not.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	n.v.touch()
+	// How long the kernel may remember that name is not here
+	// (cachingFS.Lookup); a child found sets its own.
+	out.SetEntryTimeout(n.entryTimeout())
 	if len(name) > 255 {
 		return nil, syscall.ENAMETOOLONG
 	}
@@ -31,13 +34,13 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		return nil, errno
 	}
 	defer fdRelease()
+	n.v.watch.watch(n, fd)
 	path := n.childPath(name)
 	plainFirst := n.v.policy().Decide(path, false).Plaintext
 	order := []bool{true, false} // enc?
 	if plainFirst {
 		order = []bool{false, true}
 	}
-	var st syscall.Stat_t
 	for _, enc := range order {
 		stored, errno := n.storedName(name, enc, false)
 		if errno == syscall.ENOENT {
@@ -46,30 +49,59 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		if errno != 0 {
 			return nil, errno
 		}
-		gen, err := statGen(fd, stored, &st)
-		if err != nil {
-			if err == unix.ENOENT {
-				continue
-			}
-			return nil, toErrno(err)
+		ch, errno := n.lookupAt(ctx, fd, path, stored, enc, out)
+		if errno == syscall.ENOENT {
+			continue
 		}
-		show, quarantine := n.admit(path, enc, st.Mode&syscall.S_IFMT == syscall.S_IFDIR)
-		if !show {
-			return nil, syscall.ENOENT
-		}
-		if old := n.childNode(name); old != nil && old.isEnc() == enc && old.ino.Load() == st.Ino && old.StableAttr().Ino != st.Ino {
-			// The daemon replaced this entry in the vault (re-sealed
-			// or migrated it): it is still the node the kernel knows,
-			// under its number.
-			old.fillAttr(&st, &out.Attr)
-			old.injected.Store(quarantine)
-			return old.EmbeddedInode(), 0
-		}
-		ch := n.newChild(ctx, enc, &st, gen, out)
-		ch.Operations().(*node).injected.Store(quarantine)
-		return ch, 0
+		return ch, errno
 	}
 	return nil, syscall.ENOENT
+}
+
+// lookupStored is Lookup of the entry name when its place in the vault is
+// known (from a listing): stored, in mode enc.
+func (n *node) lookupStored(ctx context.Context, name, stored string, enc bool, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	n.v.touch()
+	fd, fdRelease, errno := n.dirfd()
+	if errno != 0 {
+		return nil, errno
+	}
+	defer fdRelease()
+	n.v.watch.watch(n, fd)
+	ch, errno := n.lookupAt(ctx, fd, n.childPath(name), stored, enc, out)
+	if errno == syscall.ENOENT {
+		// Gone or changed since it was listed: look for it as a name.
+		return n.Lookup(ctx, name, out)
+	}
+	return ch, errno
+}
+
+// lookupAt makes the child for the vault entry stored in the directory at
+// fd, whose path in the mount is path; ENOENT when it is not there.
+func (n *node) lookupAt(ctx context.Context, fd int, path, stored string, enc bool, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	var st syscall.Stat_t
+	gen, err := statGen(fd, stored, &st)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	show, quarantine := n.admit(path, enc, st.Mode&syscall.S_IFMT == syscall.S_IFDIR)
+	if !show {
+		return nil, syscall.ENOENT
+	}
+	name := path[strings.LastIndexByte(path, '/')+1:]
+	if old := n.childNode(name); old != nil && old.isEnc() == enc && old.ino.Load() == st.Ino && old.StableAttr().Ino != st.Ino {
+		// The daemon replaced this entry in the vault (re-sealed or
+		// migrated it): it is still the node the kernel knows, under
+		// its number.
+		old.fillAttr(&st, &out.Attr)
+		out.SetEntryTimeout(n.entryTimeout())
+		out.SetAttrTimeout(n.entryTimeout())
+		old.injected.Store(quarantine)
+		return old.EmbeddedInode(), 0
+	}
+	ch := n.newChild(ctx, enc, &st, gen, out)
+	ch.Operations().(*node).injected.Store(quarantine)
+	return ch, 0
 }
 
 // admit records entries whose stored mode differs from the policy and says
@@ -99,17 +131,32 @@ func (n *node) admit(path string, enc, isDir bool) (show, quarantine bool) {
 	return true, false
 }
 
-var _ = (gofs.NodeReaddirer)((*node)(nil))
+// listing returns a listing of the directory: the last one made, with reuse
+// set and if there is one, else a fresh one (dirlist.go).
+func (n *node) listing(reuse bool) (*dirListing, syscall.Errno) {
+	if reuse {
+		if l := n.v.listings.get(n); l != nil {
+			return l, 0
+		}
+	}
+	l, errno := n.list()
+	if errno != 0 {
+		return nil, errno
+	}
+	n.v.listings.put(n, l)
+	return l, 0
+}
 
-// Readdir lists the directory with names decrypted. Vault-owned files are
+// list lists the directory with names decrypted. Vault-owned files are
 // skipped; names that fail to decrypt are skipped with a log line.
-func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (n *node) list() (*dirListing, syscall.Errno) {
 	n.v.touch()
 	fd, fdRelease, errno := n.dirfd()
 	if errno != 0 {
 		return nil, errno
 	}
 	defer fdRelease()
+	n.v.watch.watch(n, fd)
 	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, toErrno(err)
@@ -119,28 +166,37 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	entries := make([]fuse.DirEntry, 0, len(raw)+2)
+	l := &dirListing{
+		entries: make([]fuse.DirEntry, 0, len(raw)+2),
+		sources: make([]entrySource, 2, len(raw)+2),
+	}
 	// "." and ".." as getdents shows them (go-fuse does not look them up).
 	dotdot := n.ino.Load()
 	if p, _, errno := n.parent(); errno == 0 {
 		dotdot = p.ino.Load()
 	}
-	entries = append(entries,
+	l.entries = append(l.entries,
 		fuse.DirEntry{Name: ".", Ino: n.ino.Load(), Mode: syscall.S_IFDIR},
 		fuse.DirEntry{Name: "..", Ino: dotdot, Mode: syscall.S_IFDIR})
 	// A name can exist in both forms after an interrupted migrate; list it
 	// once, as Lookup will resolve it.
-	seen := make(map[string]bool, len(raw))
+	seen := make(map[string]int, len(raw)) // name -> index in l
 	for _, e := range raw {
-		name, enc, ok := n.decodeEntry(fd, e.Name)
+		stored := e.Name
+		name, enc, ok := n.decodeEntry(fd, stored)
 		if !ok {
 			continue
 		}
-		if seen[name] {
+		if i, twin := seen[name]; twin {
 			n.v.stats.note(&n.v.stats.twins, n.childPath(name))
+			if i >= 0 {
+				// Which form the entry is, Lookup decides (by the
+				// policy), not the order getdents happened to give.
+				l.sources[i] = entrySource{}
+			}
 			continue
 		}
-		seen[name] = true
+		seen[name] = -1
 		if !enc || n.v.opts.UntrustedStorage {
 			// Only plaintext entries can be hidden; skip the policy
 			// check for the common encrypted case.
@@ -149,41 +205,59 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 			}
 		}
 		e.Name = name
-		entries = append(entries, e)
+		seen[name] = len(l.entries)
+		l.entries = append(l.entries, e)
+		l.sources = append(l.sources, entrySource{stored: stored, enc: enc})
 	}
-	return gofs.NewListDirStream(entries), 0
+	return l, 0
 }
 
-// decodeEntry maps a vault name to the name shown in the mount.
+// decodeEntry maps a vault name to the name shown in the mount, logging
+// an entry it hides.
 func (n *node) decodeEntry(dirfd int, stored string) (name string, enc bool, ok bool) {
+	name, enc, why := n.decodeName(dirfd, stored)
+	if why != "" {
+		n.hide(stored, why)
+		return "", false, false
+	}
+	return name, enc, name != ""
+}
+
+// plainName is decodeEntry without a log line: for the watcher, which
+// sees entries that are still being written (a long name's sidecar).
+func (n *node) plainName(dirfd int, stored string) (name string, enc bool, ok bool) {
+	name, enc, why := n.decodeName(dirfd, stored)
+	return name, enc, why == "" && name != ""
+}
+
+// decodeName maps a vault name to the name shown in the mount: "" for
+// cryptpt's own files (directory IV, sidecars, vault config, temp files),
+// and why not, for an encrypted name it cannot read.
+func (n *node) decodeName(dirfd int, stored string) (name string, enc bool, why string) {
 	kind := crypt.Classify(stored)
 	switch kind {
 	case crypt.Plain:
-		return stored, false, true
+		return stored, false, ""
 	case crypt.Encrypted, crypt.Long:
 	default:
-		// Directory IV, sidecars, vault config, temp files.
-		return "", false, false
+		return "", false, ""
 	}
 	iv, errno := n.dirIV(false)
 	if errno != 0 {
-		n.hide(stored, "directory has no readable IV")
-		return "", false, false
+		return "", false, "directory has no readable IV"
 	}
 	var sidecar []byte
 	if kind == crypt.Long {
 		var err error
 		if sidecar, err = readSmallFile(dirfd, crypt.SidecarName(stored)); err != nil {
-			n.hide(stored, "long-name sidecar: "+err.Error())
-			return "", false, false
+			return "", false, "long-name sidecar: " + err.Error()
 		}
 	}
 	name, err := n.v.names.Decrypt(iv, stored, sidecar)
 	if err != nil {
-		n.hide(stored, err.Error())
-		return "", false, false
+		return "", false, err.Error()
 	}
-	return name, true, true
+	return name, true, ""
 }
 
 func (n *node) hide(stored, why string) {

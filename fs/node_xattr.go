@@ -102,6 +102,42 @@ func (t xattrTarget) list(dest []byte) (int, error) {
 	return unix.Llistxattr(t.path, dest)
 }
 
+// listAll returns the whole attribute list of the entry, without the
+// attributes the mount does not support.
+func (t xattrTarget) listAll() ([]byte, error) {
+	for {
+		sz, err := t.list(nil)
+		if err != nil || sz == 0 {
+			return nil, err
+		}
+		buf := make([]byte, sz)
+		got, err := t.list(buf)
+		if err == unix.ERANGE {
+			continue // grew meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		var out []byte
+		for _, a := range strings.SplitAfter(string(buf[:got]), "\x00") {
+			if a != "" && !unsupportedXattr(strings.TrimSuffix(a, "\x00")) {
+				out = append(out, a...)
+			}
+		}
+		return out, nil
+	}
+}
+
+// unsupportedXattr reports whether the mount refuses attr with EOPNOTSUPP:
+// SELinux labels, which the kernel keeps for FUSE mounts by itself where
+// SELinux runs (genfscon). Elsewhere "ls -l" asks for one of every file;
+// EOPNOTSUPP instead of ENODATA tells it (and libselinux users) that the
+// whole filesystem has none, so it stops asking: one round trip per file
+// less (docs/performance.md).
+func unsupportedXattr(attr string) bool {
+	return attr == "security.selinux"
+}
+
 // sealsXattr reports whether attr's value is stored encrypted: user
 // attributes of encrypted entries. Other namespaces are interpreted by the
 // kernel (ACLs, capabilities) and stay as they are.
@@ -318,6 +354,9 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if data, ok := n.virtualXattr(attr); ok {
 		return copyXattr(data, dest)
 	}
+	if unsupportedXattr(attr) {
+		return 0, syscall.EOPNOTSUPP
+	}
 	if !n.sealsXattr(attr) {
 		var sz int
 		errno := n.withXattr(func(t xattrTarget) (err error) {
@@ -356,6 +395,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if attr == ModeXattr {
 		return syscall.EPERM
 	}
+	if unsupportedXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
@@ -378,6 +420,9 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if attr == ModeXattr {
 		return syscall.EPERM
 	}
+	if unsupportedXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
@@ -387,10 +432,12 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 var _ = (gofs.NodeListxattrer)((*node)(nil))
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	var sz int
-	errno := n.withXattr(func(t xattrTarget) (err error) {
-		sz, err = t.list(dest)
+	var list []byte
+	if errno := n.withXattr(func(t xattrTarget) (err error) {
+		list, err = t.listAll()
 		return err
-	})
-	return uint32(sz), errno
+	}); errno != 0 {
+		return 0, errno
+	}
+	return copyXattr(list, dest)
 }

@@ -165,10 +165,12 @@ func (i *initHook) Init(s *fuse.Server) { i.cb.Server = s }
 // mountWithHelper mounts like gofs.Mount, with backing files registered by
 // the helper at helperPath. If the helper cannot start, the mount goes on
 // without it (passthrough off, the reason in status).
-func mountWithHelper(mountpoint string, root gofs.InodeEmbedder, opts *gofs.Options, helperPath string) (*fuse.Server, *helperCallbacks, error) {
+//
+// newFS makes the filesystem once opts name the helper's callbacks.
+func mountWithHelper(mountpoint string, newFS func() fuse.RawFileSystem, opts *gofs.Options, helperPath string) (*fuse.Server, *helperCallbacks, error) {
 	cb := &helperCallbacks{}
 	opts.ServerCallbacks = cb
-	raw := &initHook{RawFileSystem: umaskFS{gofs.NewNodeFS(root, opts)}, cb: cb}
+	raw := &initHook{RawFileSystem: newFS(), cb: cb}
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
 		return nil, nil, err

@@ -101,6 +101,10 @@ type Status struct {
 	// migrate leaves them; migrate removes the form the policy does not
 	// give when both hold the same content.
 	Twins []string `json:"twins"`
+
+	// Requests counts the kernel's requests by opcode, most frequent
+	// first, with the time the daemon spent answering them.
+	Requests []RequestCount `json:"requests"`
 }
 
 func (v *vault) status() Status {
@@ -133,6 +137,7 @@ func (v *vault) status() Status {
 	st.EncryptedBytes = s.encBytes.Load()
 	st.AuthFailures = s.authFailures.Load()
 	st.HiddenEntries = s.hiddenEntries.Load()
+	st.Requests = v.requests.snapshot()
 	s.mu.Lock()
 	st.Drift = sortedKeys(s.drift)
 	st.Injected = sortedKeys(s.injected)

@@ -77,6 +77,13 @@ type vault struct {
 	lockFd  int    // fd of the vault root holding the read-write lock, or -1; owned here
 	dirs    dirFds // the bounded set of open directory fds
 	stats   stats
+	// requests counts what the kernel asks, by opcode (requests.go).
+	requests requestCounts
+	// listings keeps recent directory listings (dirlist.go).
+	listings dirListings
+	// watch turns outside changes into kernel invalidations (watch.go);
+	// nil with SharedStorage, which caches nothing.
+	watch *watcher
 
 	// passthrough is true once the mount has verified that the kernel
 	// accepts backing files from this process. Until then, and when it
@@ -144,6 +151,7 @@ func (v *vault) policy() *config.Policy { return v.pol.Load() }
 func (v *vault) touch() { v.lastActive.Store(time.Now().Unix()) }
 
 func (v *vault) close() {
+	v.watch.close()
 	v.dirs.shrink(0)
 	if v.rootFd >= 0 {
 		unix.Close(v.rootFd)
