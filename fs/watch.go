@@ -44,6 +44,8 @@ const entryEvents = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.
 type watcher struct {
 	v      *vault
 	fd     int
+	wake   [2]int        // a pipe: close writes to it so run stops at once
+	done   chan struct{} // closed when run has returned
 	closed atomic.Bool
 	busy   atomic.Bool // between noticing events and having acted on them
 
@@ -60,16 +62,23 @@ func newWatcher(v *vault) *watcher {
 		v.logf("cannot watch the vault for outside changes (%v): names and attributes are cached for %v only", err, unwatchedTimeout)
 		return nil
 	}
-	w := &watcher{v: v, fd: fd, dirs: map[int32]*node{}}
+	w := &watcher{v: v, fd: fd, dirs: map[int32]*node{}, done: make(chan struct{})}
+	if err := unix.Pipe2(w.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		unix.Close(fd)
+		v.logf("cannot watch the vault for outside changes (%v): names and attributes are cached for %v only", err, unwatchedTimeout)
+		return nil
+	}
 	go w.run()
 	return w
 }
 
+// close stops the watcher and returns once it no longer touches the vault.
 func (w *watcher) close() {
 	if w == nil || w.closed.Swap(true) {
 		return
 	}
-	// run notices within its poll interval and closes the fd.
+	unix.Write(w.wake[1], []byte{0})
+	<-w.done
 }
 
 // watched reports whether outside changes in directory n reach the kernel.
@@ -153,6 +162,9 @@ type watchEvent struct {
 }
 
 func (w *watcher) run() {
+	defer close(w.done)
+	defer unix.Close(w.wake[0])
+	defer unix.Close(w.wake[1])
 	defer unix.Close(w.fd)
 	buf := make([]byte, 64<<10)
 	for !w.closed.Load() {
@@ -202,11 +214,12 @@ func (w *watcher) settle() {
 	}
 }
 
-// wait polls the inotify fd for up to d and reports whether it is readable.
+// wait polls the inotify fd for up to d and reports whether it is
+// readable; close wakes it at once.
 func (w *watcher) wait(d time.Duration) bool {
-	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
+	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(w.wake[0]), Events: unix.POLLIN}}
 	n, err := unix.Poll(fds, int(d/time.Millisecond))
-	return err == nil && n > 0
+	return err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0 && !w.closed.Load()
 }
 
 // parse adds the events in buf to batch, merging those of one entry, and
