@@ -1,0 +1,125 @@
+package crypt
+
+import "strings"
+
+// Conflict copies made by a sync tool.
+//
+// When two devices change one file while apart, Syncthing keeps the losing
+// version under a new name, NAME.sync-conflict-YYYYMMDD-HHMMSS-DEVICE,
+// with the marker inserted before NAME's extension. A stored encrypted name
+// has no extension (base64url has no '.'), so the conflict copy of the
+// entry "~~cXYZ" is "~~cXYZ.sync-conflict-20240102-150405-ABCDEF2", and
+// that of a long name "~~lHASH" is "~~lHASH.sync-conflict-...", which
+// shares the sidecar "~~nHASH" of the entry it copies. Syncthing never
+// makes a conflict copy of a conflict copy (it removes the loser instead),
+// so a name carries one marker.
+//
+// The mount shows such a copy as Syncthing would show the copy of a
+// plaintext file: the decrypted name with the marker before its extension
+// ([ConflictName]); [ParseConflictName] inverts that.
+
+// conflictTag starts every conflict marker.
+const conflictTag = ".sync-conflict-"
+
+// conflictDeviceLen is the length of the device part: the first 7
+// characters of the base32 device ID (Syncthing's ShortID), or none when
+// the last modifier is unknown.
+const conflictDeviceLen = 7
+
+// conflictMarkerLen returns the length of the conflict marker
+// ".sync-conflict-YYYYMMDD-HHMMSS-DEVICE" that starts s, or 0 when s does
+// not start with one. The marker must end s or be followed by '.'.
+func conflictMarkerLen(s string) int {
+	if !strings.HasPrefix(s, conflictTag) {
+		return 0
+	}
+	i := len(conflictTag)
+	for _, digits := range []int{8, 6} {
+		if len(s) < i+digits+1 {
+			return 0
+		}
+		for _, c := range []byte(s[i : i+digits]) {
+			if c < '0' || c > '9' {
+				return 0
+			}
+		}
+		if s[i+digits] != '-' {
+			return 0
+		}
+		i += digits + 1
+	}
+	if len(s) >= i+conflictDeviceLen && isBase32(s[i:i+conflictDeviceLen]) {
+		i += conflictDeviceLen
+	}
+	if i < len(s) && s[i] != '.' {
+		return 0
+	}
+	return i
+}
+
+func isBase32(s string) bool {
+	for _, c := range []byte(s) {
+		if !(c >= 'A' && c <= 'Z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// SplitConflict splits the stored name of a conflict copy into the stored
+// name of the entry it copies (Encrypted or Long) and the marker. For any
+// other name it returns stored and "".
+func SplitConflict(stored string) (base, marker string) {
+	switch Classify(stored) {
+	case Encrypted, Long:
+	default:
+		return stored, ""
+	}
+	i := strings.IndexByte(stored, '.')
+	if i < 0 {
+		return stored, ""
+	}
+	if k := Classify(stored[:i]); k != Encrypted && k != Long {
+		return stored, ""
+	}
+	if conflictMarkerLen(stored[i:]) != len(stored)-i {
+		return stored, ""
+	}
+	return stored[:i], stored[i:]
+}
+
+// ConflictName returns the name the mount shows for the conflict copy,
+// marked with marker, of the entry named name: marker inserted before the
+// extension, as Syncthing names copies of plaintext files.
+func ConflictName(name, marker string) string {
+	ext := ""
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		ext = name[i:]
+	}
+	return name[:len(name)-len(ext)] + marker + ext
+}
+
+// ParseConflictName inverts ConflictName: it returns the name and marker
+// that ConflictName maps to shown, or ok false when shown is not such a
+// name. There is at most one way: the marker either ends the name (which
+// then has no other '.': the name had no extension) or is followed by the
+// extension, which starts at the last '.'.
+func ParseConflictName(shown string) (name, marker string, ok bool) {
+	j := strings.LastIndexByte(shown, '.')
+	if j < 0 {
+		return "", "", false
+	}
+	if conflictMarkerLen(shown[j:]) == len(shown)-j && strings.IndexByte(shown[:j], '.') < 0 {
+		name, marker = shown[:j], shown[j:]
+	} else {
+		k := strings.LastIndexByte(shown[:j], '.')
+		if k < 0 || conflictMarkerLen(shown[k:]) != j-k {
+			return "", "", false
+		}
+		name, marker = shown[:k]+shown[j:], shown[k:j]
+	}
+	if !ValidName(name) {
+		return "", "", false
+	}
+	return name, marker, true
+}
