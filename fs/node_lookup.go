@@ -46,6 +46,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		if errno == syscall.ENOENT {
 			continue // no directory IV: no encrypted entries here
 		}
+		if errno == syscall.EINVAL && !enc {
+			continue // a name only a sync tool keeps in plaintext form
+		}
 		if errno != 0 {
 			return nil, errno
 		}
@@ -214,12 +217,16 @@ func (n *node) plainName(dirfd int, stored string) (name string, enc bool, ok bo
 }
 
 // decodeName maps a vault name to the name shown in the mount: "" for
-// cryptpt's own files (directory IV, sidecars, vault config, temp files),
-// and why not, for an encrypted name it cannot read.
+// cryptpt's own files (directory IV, sidecars, vault config, temp files)
+// and a sync tool's (syncToolName), and why not, for an encrypted name it
+// cannot read. A sync tool's conflict copy of an encrypted entry is shown
+// under the entry's name with the conflict marker (conflictStored).
 func (n *node) decodeName(dirfd int, stored string) (name string, enc bool, why string) {
-	kind := crypt.Classify(stored)
-	switch kind {
+	switch crypt.Classify(stored) {
 	case crypt.Plain:
+		if syncToolName(n.IsRoot(), stored) {
+			return "", false, ""
+		}
 		return stored, false, ""
 	case crypt.Encrypted, crypt.Long:
 	default:
@@ -229,18 +236,124 @@ func (n *node) decodeName(dirfd int, stored string) (name string, enc bool, why 
 	if errno != 0 {
 		return "", false, "directory has no readable IV"
 	}
+	base, marker := crypt.SplitConflict(stored)
 	var sidecar []byte
-	if kind == crypt.Long {
+	if crypt.Classify(base) == crypt.Long {
 		var err error
-		if sidecar, err = readSmallFile(dirfd, crypt.SidecarName(stored)); err != nil {
+		if sidecar, err = readSmallFile(dirfd, crypt.SidecarName(base)); err != nil {
 			return "", false, "long-name sidecar: " + err.Error()
 		}
 	}
-	name, err := n.v.names.Decrypt(iv, stored, sidecar)
+	name, err := n.v.names.Decrypt(iv, base, sidecar)
 	if err != nil {
 		return "", false, err.Error()
 	}
-	return name, true, ""
+	if marker == "" {
+		return name, true, ""
+	}
+	shown := crypt.ConflictName(name, marker)
+	if len(shown) > crypt.MaxNameLen {
+		return "", false, "conflict copy: its name in the mount would be longer than 255 bytes (rename it in the vault directory)"
+	}
+	if got, _ := n.conflictStored(dirfd, iv, shown); got != stored {
+		// What the name leads to must be this entry: every operation on
+		// it finds its vault name that way (storedName).
+		return "", false, "conflict copy: its name in the mount belongs to another entry"
+	}
+	return shown, true, ""
+}
+
+// Files of sync tools.
+//
+// A sync tool keeps files of its own in the folders it syncs, and when two
+// devices changed one file while apart it keeps the losing version as a
+// conflict copy. Syncthing names that NAME.sync-conflict-DATE-TIME-DEVICE,
+// which for an encrypted entry is its vault name plus that marker
+// (crypt.SplitConflict): the copy holds the same ciphertext format, named
+// and sealed as the entry was, so it decrypts and authenticates as usual.
+// The mount shows it as Syncthing shows a plaintext file's copy, the
+// marker before the extension ("report.sync-conflict-...-ABCDEF2.pdf"),
+// and finds it again from that name (conflictStored): storedName maps such
+// a name to the copy while the copy exists and no entry of its own has the
+// name, so reading, renaming (over the original, to keep that version) and
+// deleting it work as for any encrypted entry. New entries never get such a
+// vault name: only an existing copy resolves to one, and content written
+// to it is encrypted like any encrypted entry's.
+
+// syncToolName reports a plaintext-form name that a sync tool keeps for
+// itself: Syncthing's temp files (".syncthing.NAME.tmp", and
+// "~syncthing~NAME.tmp" as it names them on Windows) anywhere, and its
+// folder marker, ignore file and versions directory at the vault root
+// (which Syncthing never syncs). The mount never shows them, and never
+// gives an entry such a plaintext name: a whole-mount "cryptpt migrate"
+// would otherwise encrypt ".stfolder", and Syncthing stops a folder whose
+// marker is gone.
+func syncToolName(root bool, name string) bool {
+	if strings.HasSuffix(name, ".tmp") && (strings.HasPrefix(name, ".syncthing.") || strings.HasPrefix(name, "~syncthing~")) {
+		return true
+	}
+	return root && (name == ".stfolder" || name == ".stignore" || name == ".stversions")
+}
+
+// conflictStored returns the vault name of the conflict copy shown as
+// shown in the directory open at fd, whose IV is iv: the copy's, if it
+// exists and no entry of its own has the name (which wins, as its listing
+// comes first in Lookup).
+func (n *node) conflictStored(fd int, iv *[crypt.DirIVSize]byte, shown string) (string, bool) {
+	name, marker, ok := crypt.ParseConflictName(shown)
+	if !ok {
+		return "", false
+	}
+	var st syscall.Stat_t
+	if own, _, err := n.v.names.Encrypt(iv, shown); err == nil && fstatat(fd, own, &st) == nil {
+		return "", false
+	}
+	base, _, err := n.v.names.Encrypt(iv, name)
+	if err != nil || len(base)+len(marker) > crypt.MaxNameLen {
+		return "", false
+	}
+	if fstatat(fd, base+marker, &st) != nil {
+		return "", false
+	}
+	return base + marker, true
+}
+
+// conflictStoredName is storedName's lookup of a conflict copy (see
+// conflictStored), for names that carry a conflict marker.
+func (n *node) conflictStoredName(iv *[crypt.DirIVSize]byte, name string) (string, bool) {
+	if !strings.Contains(name, ".sync-conflict-") {
+		return "", false
+	}
+	fd, release, errno := n.dirfd()
+	if errno != 0 {
+		return "", false
+	}
+	defer release()
+	return n.conflictStored(fd, iv, name)
+}
+
+// sidecarInUse reports whether the long name stored (or a conflict copy
+// of it) still exists in the directory open at fd, so its sidecar must stay.
+func sidecarInUse(fd int, stored string) bool {
+	var st syscall.Stat_t
+	if fstatat(fd, stored, &st) == nil {
+		return true
+	}
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true // cannot tell: keep it
+	}
+	ents, err := readDirents(dfd)
+	unix.Close(dfd)
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		if base, marker := crypt.SplitConflict(e.Name); marker != "" && base == stored {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *node) hide(stored, why string) {
