@@ -1,6 +1,9 @@
 package crypt
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Conflict copies made by a sync tool.
 //
@@ -90,13 +93,33 @@ func SplitConflict(stored string) (base, marker string) {
 
 // ConflictName returns the name the mount shows for the conflict copy,
 // marked with marker, of the entry named name: marker inserted before the
-// extension, as Syncthing names copies of plaintext files.
+// extension, as Syncthing names copies of plaintext files. Where that
+// would be longer than MaxNameLen, the part before the extension is cut
+// (at a character boundary) so that it fits: [ParseConflictName] then
+// gives the cut name, and [ConflictNameCut] says it may have been. It
+// returns "" when no cut makes it fit (an extension of over 200 bytes).
 func ConflictName(name, marker string) string {
 	ext := ""
 	if i := strings.LastIndexByte(name, '.'); i >= 0 {
 		ext = name[i:]
 	}
-	return name[:len(name)-len(ext)] + marker + ext
+	stem := name[:len(name)-len(ext)]
+	if over := len(stem) + len(marker) + len(ext) - MaxNameLen; over > 0 {
+		cut := len(stem) - over
+		for cut > 0 && !utf8.RuneStart(stem[cut]) {
+			cut--
+		}
+		if cut <= 0 {
+			return ""
+		}
+		stem = stem[:cut]
+	}
+	return stem + marker + ext
+}
+
+// ConflictNameCut reports whether ConflictName may have cut shown to fit.
+func ConflictNameCut(shown string) bool {
+	return len(shown) > MaxNameLen-utf8.UTFMax
 }
 
 // ParseConflictName inverts ConflictName: it returns the name and marker
@@ -106,7 +129,7 @@ func ConflictName(name, marker string) string {
 // extension, which starts at the last '.'.
 func ParseConflictName(shown string) (name, marker string, ok bool) {
 	j := strings.LastIndexByte(shown, '.')
-	if j < 0 {
+	if j < 0 || len(shown) > MaxNameLen {
 		return "", "", false
 	}
 	if conflictMarkerLen(shown[j:]) == len(shown)-j && strings.IndexByte(shown[:j], '.') < 0 {

@@ -3,6 +3,7 @@ package crypt
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 const testMarker = ".sync-conflict-20240102-150405-ABCDEF2"
@@ -72,6 +73,24 @@ func TestConflictName(t *testing.T) {
 			t.Errorf("ParseConflictName(%q) = %q, %q, %v; want %q, %q", tt.shown, name, marker, ok, tt.name, tt.marker)
 		}
 	}
+	// Too long to show whole: the part before the extension is cut.
+	for _, tt := range []struct{ name, cut string }{
+		{strings.Repeat("x", 230) + ".txt", strings.Repeat("x", 213) + ".txt"},
+		{strings.Repeat("é", 115) + ".txt", strings.Repeat("é", 106) + ".txt"},
+		{strings.Repeat("y", 300), strings.Repeat("y", 217)},
+	} {
+		shown := ConflictName(tt.name, testMarker)
+		name, marker, ok := ParseConflictName(shown)
+		if len(shown) > MaxNameLen || !utf8.ValidString(shown) || !ok || name != tt.cut || marker != testMarker || !ConflictNameCut(shown) {
+			t.Errorf("ConflictName(%d bytes) = %q (%d bytes), parsed %q, %v", len(tt.name), shown, len(shown), name, ok)
+		}
+	}
+	if got := ConflictName("a."+strings.Repeat("e", 220), testMarker); got != "" {
+		t.Errorf("ConflictName with a 221-byte extension = %q, want \"\"", got)
+	}
+	if ConflictNameCut("report" + testMarker + ".pdf") {
+		t.Error("ConflictNameCut of a short name")
+	}
 	for _, none := range []string{"report.pdf", "x.sync-conflict-", "x.sync-conflict-20240102-150405-ABCDEF2x.txt",
 		"a.b" + testMarker, testMarker, "x" + testMarker + ".d/e"} {
 		if name, marker, ok := ParseConflictName(none); ok {
@@ -86,6 +105,9 @@ func FuzzConflictName(f *testing.F) {
 	f.Add("x" + testMarker + testMarker)
 	f.Add(".sync-conflict-00000000-000000-.")
 	f.Fuzz(func(t *testing.T, s string) {
+		if c := ConflictName(s, testMarker); len(c) > MaxNameLen || (utf8.ValidString(s) && !utf8.ValidString(c)) {
+			t.Fatalf("ConflictName(%q) = %q", s, c)
+		}
 		base, marker := SplitConflict(s)
 		if marker == "" && base != s {
 			t.Fatalf("SplitConflict(%q) changed a name that is no conflict copy", s)

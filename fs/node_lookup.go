@@ -237,23 +237,13 @@ func (n *node) decodeName(dirfd int, stored string) (name string, enc bool, why 
 		return "", false, "directory has no readable IV"
 	}
 	base, marker := crypt.SplitConflict(stored)
-	var sidecar []byte
-	if crypt.Classify(base) == crypt.Long {
-		var err error
-		if sidecar, err = readSmallFile(dirfd, crypt.SidecarName(base)); err != nil {
-			return "", false, "long-name sidecar: " + err.Error()
-		}
-	}
-	name, err := n.v.names.Decrypt(iv, base, sidecar)
-	if err != nil {
-		return "", false, err.Error()
-	}
-	if marker == "" {
-		return name, true, ""
+	name, why = n.decryptName(dirfd, iv, base)
+	if why != "" || marker == "" {
+		return name, why == "", why
 	}
 	shown := crypt.ConflictName(name, marker)
-	if len(shown) > crypt.MaxNameLen {
-		return "", false, "conflict copy: its name in the mount would be longer than 255 bytes (rename it in the vault directory)"
+	if shown == "" {
+		return "", false, "conflict copy: no name of at most 255 bytes can show it"
 	}
 	if got, _ := n.conflictStored(dirfd, iv, shown); got != stored {
 		// What the name leads to must be this entry: every operation on
@@ -261,6 +251,23 @@ func (n *node) decodeName(dirfd int, stored string) (name string, enc bool, why 
 		return "", false, "conflict copy: its name in the mount belongs to another entry"
 	}
 	return shown, true, ""
+}
+
+// decryptName decrypts the Encrypted or Long vault name stored in the
+// directory open at fd, whose IV is iv, or says why it cannot.
+func (n *node) decryptName(fd int, iv *[crypt.DirIVSize]byte, stored string) (name, why string) {
+	var sidecar []byte
+	if crypt.Classify(stored) == crypt.Long {
+		var err error
+		if sidecar, err = readSmallFile(fd, crypt.SidecarName(stored)); err != nil {
+			return "", "long-name sidecar: " + err.Error()
+		}
+	}
+	name, err := n.v.names.Decrypt(iv, stored, sidecar)
+	if err != nil {
+		return "", err.Error()
+	}
+	return name, ""
 }
 
 // Files of sync tools.
@@ -309,13 +316,34 @@ func (n *node) conflictStored(fd int, iv *[crypt.DirIVSize]byte, shown string) (
 		return "", false
 	}
 	base, _, err := n.v.names.Encrypt(iv, name)
-	if err != nil || len(base)+len(marker) > crypt.MaxNameLen {
+	if err == nil && len(base)+len(marker) <= crypt.MaxNameLen && fstatat(fd, base+marker, &st) == nil {
+		return base + marker, true
+	}
+	if !crypt.ConflictNameCut(shown) {
 		return "", false
 	}
-	if fstatat(fd, base+marker, &st) != nil {
+	// The copy of a name too long to show whole with the marker: its name
+	// was cut, so look among the copies with this marker (rare: names of
+	// over 217 bytes).
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return "", false
 	}
-	return base + marker, true
+	ents, err := readDirents(dfd)
+	unix.Close(dfd)
+	if err != nil {
+		return "", false
+	}
+	for _, e := range ents {
+		b, m := crypt.SplitConflict(e.Name)
+		if m != marker {
+			continue
+		}
+		if orig, why := n.decryptName(fd, iv, b); why == "" && crypt.ConflictName(orig, m) == shown {
+			return e.Name, true
+		}
+	}
+	return "", false
 }
 
 // conflictStoredName is storedName's lookup of a conflict copy (see

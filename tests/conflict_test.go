@@ -68,21 +68,22 @@ func TestConflictCopiesReachable(t *testing.T) {
 	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"Public/"}})
 	older, newer := canary(t, 5000), canary(t, 7000)
 	long := strings.Repeat("l", 180) + ".txt"    // stored as ~~l + sidecar
-	tooLong := strings.Repeat("t", 230) + ".txt" // its copy's name would not fit
+	tooLong := strings.Repeat("t", 230) + ".txt" // its copy's name is cut to fit
+	longExt := "a." + strings.Repeat("e", 220)   // no cut fits the marker in
 	must(t, os.Mkdir(tv.Path("d"), 0o755))
 	must(t, os.Mkdir(tv.Path("Public"), 0o755))
-	for _, f := range []string{"report.pdf", long, tooLong, "d/inner"} {
+	for _, f := range []string{"report.pdf", long, tooLong, longExt, "d/inner"} {
 		must(t, os.WriteFile(tv.Path(f), older, 0o644))
 	}
 	must(t, os.WriteFile(tv.Path("Public/p.txt"), []byte("public, older"), 0o644))
 	must(t, os.Symlink("some/target", tv.Path("link")))
 	stored := map[string]string{}
-	for _, n := range []string{"report.pdf", long, tooLong, "d", "link"} {
+	for _, n := range []string{"report.pdf", long, tooLong, longExt, "d", "link"} {
 		stored[n] = storedNameIn(t, tv, tv.Backing, n)
 	}
 	// The losing versions, as Syncthing keeps them: the old content under
 	// the marked name, the new one under the entry's own.
-	for _, n := range []string{"report.pdf", long, tooLong, "d", "link"} {
+	for _, n := range []string{"report.pdf", long, tooLong, longExt, "d", "link"} {
 		copyTree(t, filepath.Join(tv.Backing, stored[n]), filepath.Join(tv.Backing, stored[n]+marker))
 	}
 	publicCopy := "Public/p" + marker + ".txt"
@@ -97,7 +98,7 @@ func TestConflictCopiesReachable(t *testing.T) {
 	copyOf := func(name string) string { return crypt.ConflictName(name, marker) }
 	// By name first, before any listing: the kernel may look a name up
 	// without one.
-	for _, f := range []string{copyOf("report.pdf"), copyOf(long), copyOf("d") + "/inner", publicCopy} {
+	for _, f := range []string{copyOf("report.pdf"), copyOf(long), copyOf(tooLong), copyOf("d") + "/inner", publicCopy} {
 		want := string(older)
 		if f == publicCopy {
 			want = "public, older"
@@ -110,15 +111,15 @@ func TestConflictCopiesReachable(t *testing.T) {
 		t.Errorf("readlink of the link's copy: %q, %v", got, err)
 	}
 	names := listNames(t, tv.Mnt)
-	for _, want := range []string{"report.pdf", copyOf("report.pdf"), long, copyOf(long), "d", copyOf("d"), "link", copyOf("link"), tooLong} {
+	for _, want := range []string{"report.pdf", copyOf("report.pdf"), long, copyOf(long), tooLong, copyOf(tooLong), "d", copyOf("d"), "link", copyOf("link"), longExt} {
 		if !slices.Contains(names, want) {
 			t.Errorf("%.60q not listed: %q", want, names)
 		}
 	}
-	if slices.Contains(names, copyOf(tooLong)) || len(names) != 10 { // + Public
+	if len(copyOf(tooLong)) != crypt.MaxNameLen || len(names) != 12 { // + Public
 		t.Errorf("root lists %d names: %q", len(names), names)
 	}
-	if !strings.Contains(tv.Log(), stored[tooLong]+marker) {
+	if !strings.Contains(tv.Log(), stored[longExt]+marker) {
 		t.Errorf("the copy whose name cannot be shown was hidden without a log line naming it:\n%s", tv.Log())
 	}
 	if got := listNames(t, tv.Path("Public")); !slices.Equal(got, []string{"p" + marker + ".txt", "p.txt"}) {
@@ -192,6 +193,8 @@ func TestConflictCopiesReachable(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(tv.Backing, crypt.SidecarName(stored[long]))); !os.IsNotExist(err) {
 		t.Errorf("sidecar left after the last entry using it went: %v", err)
 	}
+	// A copy under a cut name is removed by that name.
+	must(t, os.Remove(tv.Path(copyOf(tooLong))))
 	// A directory's copy is removed like a directory.
 	must(t, os.Remove(tv.Path(copyOf("d")+"/inner")))
 	must(t, os.Remove(tv.Path(copyOf("d"))))
