@@ -527,7 +527,11 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 		switch {
 		case err == nil && marker != "":
 			e.sealedAs = name
-			name = crypt.ConflictName(name, marker)
+			if shown := crypt.ConflictName(name, marker); shown != "" {
+				name = shown
+			} else {
+				name += marker // the mount cannot show it (docs/threat-model.md)
+			}
 			fallthrough
 		case err == nil:
 			e.plain = name
