@@ -91,6 +91,19 @@ func SplitConflict(stored string) (base, marker string) {
 	return stored[:i], stored[i:]
 }
 
+// DirIVConflictMarker returns the marker of a sync tool's conflict copy of
+// a directory IV ("~~diriv.sync-conflict-..."), or "" for any other name.
+// Such a copy appears when one directory was made on two devices while
+// apart, each with an IV of its own: it holds the IV that the entries made
+// on the losing device are named under.
+func DirIVConflictMarker(stored string) string {
+	m, ok := strings.CutPrefix(stored, DirIVName)
+	if !ok || m == "" || conflictMarkerLen(m) != len(m) {
+		return ""
+	}
+	return m
+}
+
 // ConflictName returns the name the mount shows for the conflict copy,
 // marked with marker, of the entry named name: marker inserted before the
 // extension, as Syncthing names copies of plaintext files. Where that

@@ -37,6 +37,13 @@ func TestSplitConflict(t *testing.T) {
 			}
 		})
 	}
+	for stored, want := range map[string]string{
+		DirIVName + testMarker: testMarker, DirIVName: "", DirIVName + ".sync-conflict-2024": "", "~~cXYZ" + testMarker: "",
+	} {
+		if got := DirIVConflictMarker(stored); got != want {
+			t.Errorf("DirIVConflictMarker(%q) = %q, want %q", stored, got, want)
+		}
+	}
 	if SidecarName(long+testMarker) != "" {
 		t.Errorf("a conflict copy got a sidecar name of its own: %q", SidecarName(long+testMarker))
 	}

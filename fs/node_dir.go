@@ -26,13 +26,18 @@ func (n *node) sealSymlink(name string, target []byte) (string, syscall.Errno) {
 // openSymlink decrypts the stored target of the encrypted symlink name in
 // directory n, sealed in either format (see openXattr).
 func (n *node) openSymlink(name string, stored []byte) ([]byte, error) {
-	sealed, err := base64.RawURLEncoding.DecodeString(string(stored))
-	if err != nil {
-		return nil, err
-	}
 	iv, errno := n.dirIV(false)
 	if errno != 0 {
 		return nil, errno
+	}
+	return n.openSymlinkIV(iv, name, stored)
+}
+
+// openSymlinkIV is openSymlink for a link named under the directory IV iv.
+func (n *node) openSymlinkIV(iv *[crypt.DirIVSize]byte, name string, stored []byte) ([]byte, error) {
+	sealed, err := base64.RawURLEncoding.DecodeString(string(stored))
+	if err != nil {
+		return nil, err
 	}
 	for _, version := range formatsToTry(n.v.format()) {
 		var target []byte
@@ -56,6 +61,11 @@ func (n *node) readSymlink(fd int, stored, name string) ([]byte, syscall.Errno) 
 		// A sync tool's copy of a link, sealed to the link it copies.
 		if orig, _, ok := crypt.ParseConflictName(name); ok {
 			target, err = n.openSymlink(orig, buf[:sz])
+		}
+	} else if err != nil {
+		// Made on another device under the directory IV that it lost.
+		if t, ok := n.openLostSymlink(fd, name, buf[:sz]); ok {
+			target, err = t, nil
 		}
 	}
 	if err != nil {
@@ -273,7 +283,9 @@ func clearVaultFiles(parentfd int, stored string) syscall.Errno {
 		switch crypt.Classify(e.Name) {
 		case crypt.DirIV, crypt.Sidecar, crypt.Temp:
 		default:
-			return syscall.ENOTEMPTY
+			if crypt.DirIVConflictMarker(e.Name) == "" { // a sync tool's copy of the IV goes too
+				return syscall.ENOTEMPTY
+			}
 		}
 	}
 	for _, e := range ents {

@@ -173,9 +173,17 @@ func (n *node) list() (*dirListing, syscall.Errno) {
 	// A name can exist in both forms after an interrupted migrate; list it
 	// once, as Lookup will resolve it.
 	seen := make(map[string]bool, len(raw))
+	var lost []lostIV
+	lostRead := false
+	lostIVs := func() []lostIV {
+		if !lostRead {
+			lost, lostRead = readLostIVs(fd, raw), true
+		}
+		return lost
+	}
 	for _, e := range raw {
 		stored := e.Name
-		name, enc, ok := n.decodeEntry(fd, stored)
+		name, enc, ok := n.decodeEntry(fd, stored, lostIVs)
 		if !ok {
 			continue
 		}
@@ -199,9 +207,9 @@ func (n *node) list() (*dirListing, syscall.Errno) {
 }
 
 // decodeEntry maps a vault name to the name shown in the mount, logging
-// an entry it hides.
-func (n *node) decodeEntry(dirfd int, stored string) (name string, enc bool, ok bool) {
-	name, enc, why := n.decodeName(dirfd, stored)
+// an entry it hides; lost gives the directory's lost IVs (readLostIVs).
+func (n *node) decodeEntry(dirfd int, stored string, lost func() []lostIV) (name string, enc bool, ok bool) {
+	name, enc, why := n.decodeName(dirfd, stored, lost)
 	if why != "" {
 		n.hide(stored, why)
 		return "", false, false
@@ -212,16 +220,18 @@ func (n *node) decodeEntry(dirfd int, stored string) (name string, enc bool, ok 
 // plainName is decodeEntry without a log line: for the watcher, which
 // sees entries that are still being written (a long name's sidecar).
 func (n *node) plainName(dirfd int, stored string) (name string, enc bool, ok bool) {
-	name, enc, why := n.decodeName(dirfd, stored)
+	name, enc, why := n.decodeName(dirfd, stored, func() []lostIV { return readLostIVs(dirfd, nil) })
 	return name, enc, why == "" && name != ""
 }
 
 // decodeName maps a vault name to the name shown in the mount: "" for
 // cryptpt's own files (directory IV, sidecars, vault config, temp files)
 // and a sync tool's (syncToolName), and why not, for an encrypted name it
-// cannot read. A sync tool's conflict copy of an encrypted entry is shown
-// under the entry's name with the conflict marker (conflictStored).
-func (n *node) decodeName(dirfd int, stored string) (name string, enc bool, why string) {
+// cannot read. A sync tool's conflict copy of an encrypted entry, and an
+// entry named under a directory IV that lost a conflict (lost, called only
+// when a name fails to decrypt), are shown under the entry's name with the
+// conflict marker (conflictStored).
+func (n *node) decodeName(dirfd int, stored string, lost func() []lostIV) (name string, enc bool, why string) {
 	switch crypt.Classify(stored) {
 	case crypt.Plain:
 		if syncToolName(n.IsRoot(), stored) {
@@ -238,6 +248,15 @@ func (n *node) decodeName(dirfd int, stored string) (name string, enc bool, why 
 	}
 	base, marker := crypt.SplitConflict(stored)
 	name, why = n.decryptName(dirfd, iv, base)
+	if why != "" && marker == "" {
+		// Made on another device in its own copy of this directory?
+		for _, l := range lost() {
+			if lname, lwhy := n.decryptName(dirfd, l.iv, stored); lwhy == "" {
+				name, marker, why = lname, l.marker, ""
+				break
+			}
+		}
+	}
 	if why != "" || marker == "" {
 		return name, why == "", why
 	}
@@ -319,6 +338,11 @@ func (n *node) conflictStored(fd int, iv *[crypt.DirIVSize]byte, shown string) (
 	if err == nil && len(base)+len(marker) <= crypt.MaxNameLen && fstatat(fd, base+marker, &st) == nil {
 		return base + marker, true
 	}
+	if l := readLostIV(fd, marker); l != nil {
+		if s, _, err := n.v.names.Encrypt(l.iv, name); err == nil && fstatat(fd, s, &st) == nil {
+			return s, true
+		}
+	}
 	if !crypt.ConflictNameCut(shown) {
 		return "", false
 	}
@@ -358,6 +382,77 @@ func (n *node) conflictStoredName(iv *[crypt.DirIVSize]byte, name string) (strin
 	}
 	defer release()
 	return n.conflictStored(fd, iv, name)
+}
+
+// A directory made under one name on two devices while they were apart
+// gets an IV of its own on each. The sync tool merges the two directories
+// and keeps one "~~diriv"; the other becomes its conflict copy,
+// "~~diriv.sync-conflict-...", and the entries made on that device are
+// named under it. They are shown as conflict copies of themselves, with
+// that copy's marker, and found by that name (conflictStored), so both
+// devices' entries are reachable; renaming one through the mount names it
+// under the directory's IV again.
+
+// lostIV is a directory IV kept as a sync tool's conflict copy, and the
+// marker of that copy.
+type lostIV struct {
+	marker string
+	iv     *[crypt.DirIVSize]byte
+}
+
+// readLostIVs reads the lost IVs of the directory open at fd, whose
+// entries are ents (nil: listed here).
+func readLostIVs(fd int, ents []fuse.DirEntry) []lostIV {
+	if ents == nil {
+		dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil
+		}
+		ents, err = readDirents(dfd)
+		unix.Close(dfd)
+		if err != nil {
+			return nil
+		}
+	}
+	var out []lostIV
+	for _, e := range ents {
+		if l := readLostIV(fd, crypt.DirIVConflictMarker(e.Name)); l != nil {
+			out = append(out, *l)
+		}
+	}
+	return out
+}
+
+// readLostIV reads the directory IV kept as the conflict copy with marker
+// in the directory open at fd, or returns nil.
+func readLostIV(fd int, marker string) *lostIV {
+	if marker == "" {
+		return nil
+	}
+	raw, err := readSmallFile(fd, crypt.DirIVName+marker)
+	if err != nil {
+		return nil
+	}
+	iv, err := crypt.ParseDirIV(raw)
+	if err != nil {
+		return nil
+	}
+	return &lostIV{marker, iv}
+}
+
+// openLostSymlink opens the target of a symlink shown as the conflict
+// copy name, named under a lost IV of the directory open at fd.
+func (n *node) openLostSymlink(fd int, name string, stored []byte) ([]byte, bool) {
+	orig, marker, ok := crypt.ParseConflictName(name)
+	if !ok {
+		return nil, false
+	}
+	l := readLostIV(fd, marker)
+	if l == nil {
+		return nil, false
+	}
+	target, err := n.openSymlinkIV(l.iv, orig, stored)
+	return target, err == nil
 }
 
 // sidecarInUse reports whether the long name stored (or a conflict copy

@@ -340,12 +340,20 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 	}
 	slices.Sort(names)
 	present := make(map[string]bool, len(names))
+	var lost []lostIV
 	hasEncrypted, hasDirIV := false, false
 	for _, n := range names {
 		present[n] = true
 		if base, marker := crypt.SplitConflict(n); marker != "" {
 			// A sync tool's conflict copy uses its base's sidecar.
 			present[base+conflictUser] = true
+		}
+		if m := crypt.DirIVConflictMarker(n); m != "" {
+			if data, err := readSmallFile(fd, n); err == nil {
+				if iv, err := crypt.ParseDirIV(data); err == nil {
+					lost = append(lost, lostIV{m, iv})
+				}
+			}
 		}
 		switch crypt.Classify(n) {
 		case crypt.Encrypted, crypt.Long:
@@ -382,7 +390,7 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			e.ppath = plainJoin(ppath, name)
 			c.plainEntry(e)
 		case crypt.Encrypted, crypt.Long:
-			c.encryptedEntry(e, kind, iv, present)
+			c.encryptedEntry(e, kind, iv, present, lost)
 		case crypt.Sidecar:
 			long := crypt.LongPrefix + name[len(crypt.SidecarPrefix):]
 			if !present[long] && !present[long+conflictUser] {
@@ -403,9 +411,21 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			}
 			c.keepRaw(e, name[len(crypt.ReservedPrefix):]+".cryptpt-temp")
 		default:
+			if crypt.DirIVConflictMarker(name) != "" {
+				continue // a sync tool's copy of the IV: read above
+			}
 			c.report(e, UnknownReserved, "name reserved for cryptpt that this version does not know (left in place)")
 		}
 	}
+}
+
+// lostIV is a directory IV a sync tool kept as a conflict copy
+// ("~~diriv.sync-conflict-..."), which entries made on another device in
+// its own copy of the directory are named under; the mount shows them as
+// conflict copies with that marker.
+type lostIV struct {
+	marker string
+	iv     *[crypt.DirIVSize]byte
 }
 
 // conflictUser marks, in a directory's set of names, a long name that a
@@ -493,7 +513,7 @@ func (c *checker) subdir(e *entry) {
 }
 
 // encryptedEntry checks an encrypted-mode entry: its name, then what it holds.
-func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIVSize]byte, present map[string]bool) {
+func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIVSize]byte, present map[string]bool, lost []lostIV) {
 	c.rep.Names++
 	// A sync tool's conflict copy: the name and sidecar of the entry it
 	// copies, shown with the marker (crypt.ConflictName).
@@ -524,6 +544,14 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 	}
 	if iv != nil && (kind == crypt.Encrypted || sidecar != nil) {
 		name, err := c.k.Names().Decrypt(iv, base, sidecar)
+		for _, l := range lost {
+			if err == nil || marker != "" {
+				break
+			}
+			if lname, lerr := c.k.Names().Decrypt(l.iv, base, sidecar); lerr == nil {
+				name, err, marker, iv = lname, nil, l.marker, l.iv
+			}
+		}
 		switch {
 		case err == nil && marker != "":
 			e.sealedAs = name

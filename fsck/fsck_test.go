@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -550,10 +551,27 @@ func TestConflictCopies(t *testing.T) {
 			t.Errorf("%s: %v", filepath.Base(p), err)
 		}
 	}
+	// A directory made on two devices: the IV it lost kept as a copy, the
+	// entries named under it checked under it, under the name the mount
+	// shows them by.
+	private := m["private"]
+	if err := os.Rename(filepath.Join(private, crypt.DirIVName), filepath.Join(private, crypt.DirIVName+marker)); err != nil {
+		t.Fatal(err)
+	}
+	v.mkdirIV(private)
+	if rep := v.check(false); len(rep.Problems) != 0 {
+		t.Errorf("lost directory IV: problems %+v", rep.Problems)
+	}
 	flipByte(t, m["report"]+marker, crypt.HeaderSize+20)
+	flipByte(t, m["secret"], crypt.HeaderSize+20)
 	rep = v.check(false)
-	if len(rep.Problems) != 1 || rep.Problems[0].Path != "/Documents/report"+marker+".odt" {
-		t.Errorf("damaged copy: %+v", rep.Problems)
+	var paths []string
+	for _, p := range rep.Problems {
+		paths = append(paths, p.Path)
+	}
+	slices.Sort(paths)
+	if want := []string{"/Documents/report" + marker + ".odt", "/Videos/private/secret" + marker + ".txt"}; !slices.Equal(paths, want) {
+		t.Errorf("damaged copies reported as %q, want %q", paths, want)
 	}
 }
 

@@ -326,3 +326,67 @@ func TestSyncToolFilesHidden(t *testing.T) {
 		}
 	}
 }
+
+// One directory made on two devices while apart: each gave it an IV of its
+// own, and the sync tool kept one "~~diriv" and the other as its conflict
+// copy. The entries made under the lost IV show as conflict copies of
+// themselves with that copy's marker; renamed through the mount they are
+// named under the directory's IV again, and the directory can be removed.
+func TestConflictDirIV(t *testing.T) {
+	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	theirs, mine := canary(t, 6000), canary(t, 6000)
+	must(t, os.Mkdir(tv.Path("d"), 0o755))
+	must(t, os.WriteFile(tv.Path("d/theirs.txt"), theirs, 0o644))
+	must(t, os.Symlink("their/target", tv.Path("d/tl")))
+	long := strings.Repeat("x", 190)
+	must(t, os.WriteFile(tv.Path("d/"+long), theirs, 0o644))
+	dir := filepath.Join(tv.Backing, storedNameIn(t, tv, tv.Backing, "d"))
+	tv.Unmount(t)
+	// The other device's IV won: ours becomes the conflict copy.
+	must(t, os.Rename(filepath.Join(dir, crypt.DirIVName), filepath.Join(dir, crypt.DirIVName+marker)))
+	iv, err := crypt.NewDirIV()
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, crypt.DirIVName), iv[:], 0o600))
+	tv.Remount(t)
+	must(t, os.WriteFile(tv.Path("d/mine.txt"), mine, 0o644))
+	tv.Unmount(t)
+	tv.Remount(t)
+
+	copyOf := func(name string) string { return "d/" + crypt.ConflictName(name, marker) }
+	// By name before any listing.
+	if got := readOr(tv.Path(copyOf("theirs.txt"))); got != string(theirs) {
+		t.Errorf("entry named under the lost IV: %.40q", got)
+	}
+	if got, err := os.Readlink(tv.Path(copyOf("tl"))); err != nil || got != "their/target" {
+		t.Errorf("readlink of a link named under the lost IV: %q, %v", got, err)
+	}
+	want := []string{"mine.txt", crypt.ConflictName("theirs.txt", marker), crypt.ConflictName("tl", marker), crypt.ConflictName(long, marker)}
+	if got := listNames(t, tv.Path("d")); !slices.Equal(got, want) {
+		t.Errorf("d lists %q, want %q", got, want)
+	}
+	if got := readOr(tv.Path(copyOf(long))); got != string(theirs) {
+		t.Errorf("long name under the lost IV: %.40q", got)
+	}
+	for _, n := range []string{"theirs.txt", "tl"} {
+		must(t, os.Rename(tv.Path(copyOf(n)), tv.Path("d/"+n)))
+	}
+	if got := readOr(tv.Path("d/theirs.txt")); got != string(theirs) {
+		t.Errorf("renamed: %.40q", got)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, storedNameIn(t, tv, dir, "theirs.txt"))); err != nil {
+		t.Errorf("renamed entry not named under the directory's IV: %v", err)
+	}
+	tv.Unmount(t)
+	tv.Remount(t)
+	if got, err := os.Readlink(tv.Path("d/tl")); err != nil || got != "their/target" {
+		t.Errorf("readlink of the renamed link: %q, %v", got, err)
+	}
+	for _, n := range []string{"theirs.txt", "tl", "mine.txt", crypt.ConflictName(long, marker)} {
+		must(t, os.Remove(tv.Path("d/"+n)))
+	}
+	must(t, os.Remove(tv.Path("d")))
+	if strings.Contains(tv.Log(), "hidden") {
+		t.Errorf("entries hidden:\n%s", tv.Log())
+	}
+	noCanaries(t, tv.Backing, theirs, mine)
+}
