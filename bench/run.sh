@@ -12,9 +12,7 @@ RUNTIME=1        # fio runtime per job, seconds
 REPS=3           # repetitions; the report shows median (min-max)
 COPIES=2         # copies of $GOROOT/src in the small-files tree (a git checkout)
 TREE=src         # part of $GOROOT that the tarball copies
-BUILD_PKG=./config
-BUILD_SET=0      # --build given: --quick keeps the build step
-QUICK=0
+BUILD_PKG=       # package compiled in the mount; none by default (opt-in, see bench/README.md)
 OUT="$ROOT/bench/results"
 WORK=${BENCH_DIR:-/var/tmp/cryptpt-bench}
 KEEP=0
@@ -32,10 +30,11 @@ Usage: bench/run.sh [options]
   --runtime SEC    fio runtime per job in seconds (default $RUNTIME)
   --reps N         repetitions, report median (min-max) (default $REPS)
   --copies N       copies of \$GOROOT/$TREE in the small-files tree (default $COPIES)
-  --build PKG      package of the cryptpt module compiled in the mount (default $BUILD_PKG)
+  --build PKG      add a build step: go build PKG of the cryptpt module in the mount
+                   from an empty GOCACHE (./config, or ./cmd/cryptpt; default: no build)
   --configs LIST   space-separated subset of: $ALL_CONFIGS
                    (default: $CONFIGS)
-  --quick          tiny sizes and no build step (unless --build), a smoke run in about 2 minutes
+  --quick          tiny sizes, a smoke run in about a minute
   --out DIR        where results go (default bench/results)
   --dir DIR        work directory on the disk to test (default \$BENCH_DIR or /var/tmp/cryptpt-bench)
   --keep           keep the work directory afterwards
@@ -48,14 +47,14 @@ while [ $# -gt 0 ]; do
 	--runtime) RUNTIME=$2; shift 2 ;;
 	--reps) REPS=$2; shift 2 ;;
 	--copies) COPIES=$2; shift 2 ;;
-	--build) BUILD_PKG=$2; BUILD_SET=1; shift 2 ;;
+	--build) BUILD_PKG=$2; shift 2 ;;
 	--configs)
 		CONFIGS=$2
 		for c in $CONFIGS; do
 			case " $ALL_CONFIGS " in *" $c "*) ;; *) echo "run.sh: unknown configuration $c (known: $ALL_CONFIGS)" >&2; exit 2 ;; esac
 		done
 		shift 2 ;;
-	--quick) SIZE=16M; RUNTIME=1; REPS=1; COPIES=1; TREE=src/go; QUICK=1; shift ;;
+	--quick) SIZE=16M; RUNTIME=1; REPS=1; COPIES=1; TREE=src/go; shift ;;
 	--out) OUT=$2; shift 2 ;;
 	--dir) WORK=$2; shift 2 ;;
 	--keep) KEEP=1; shift ;;
@@ -64,9 +63,6 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-# A build from an empty GOCACHE compiles the standard library: on 2 busy
-# cores it alone took longer than the rest of a smoke run.
-[ "$QUICK" = 0 ] || [ "$BUILD_SET" = 1 ] || BUILD_PKG=""
 STEPS="unpack find ls-lR du grep-r git-status${BUILD_PKG:+ build} rm-rf"
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -323,7 +319,7 @@ META="$RUN/meta.tsv"
 	if [ -n "$BUILD_PKG" ]; then
 		printf 'build\tgo build %s (module cryptpt, GOCACHE empty inside the mount, GOMODCACHE outside, GOPROXY=off)\n' "$BUILD_PKG"
 	else
-		printf 'build\tnot run (--quick without --build)\n'
+		printf 'build\tnot run (opt-in: --build PKG)\n'
 	fi
 	printf 'configs\t%s\n' "$CONFIGS"
 } >"$META"
