@@ -5,7 +5,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := bin/cryptpt
 # Debian packages the tests and benchmarks use; installed when missing.
 TEST_DEBS := fuse3 rsync zsh acl pamtester libcap2-bin syncthing
-BENCH_DEBS := fuse3 fio gocryptfs
+BENCH_DEBS := fuse3 fio gocryptfs git
 
 .PHONY: all build man install uninstall demo test test-short stress bench fuzz deps-test deps-bench lint clean
 

@@ -4,7 +4,8 @@
 // files it is told to; it never touches a mount.
 //
 //	report fio-bw FIO.json
-//	report report --meta META.tsv --raw RAW.tsv --md OUT.md --svg OUT.svg --json OUT.json
+//	report reqdiff REP JOB CONFIG BEFORE.json AFTER.json
+//	report report --meta META.tsv --raw RAW.tsv [--requests REQ.tsv] --md OUT.md --svg OUT.svg --json OUT.json
 package main
 
 import (
@@ -23,7 +24,7 @@ import (
 )
 
 // errUsage reports a command line that names no known subcommand.
-var errUsage = errors.New("usage: report fio-bw FILE | report report --meta F --raw F --md F --svg F --json F")
+var errUsage = errors.New("usage: report fio-bw FILE | report reqdiff REP JOB CONFIG BEFORE AFTER | report report --meta F --raw F [--requests F] --md F --svg F --json F")
 
 // errNoJSON reports fio output that holds no JSON object.
 var errNoJSON = errors.New("no JSON object in fio output")
@@ -50,6 +51,11 @@ func run(args []string) error {
 		}
 		fmt.Println(bw)
 		return nil
+	case "reqdiff":
+		if len(args) != 6 {
+			return errUsage
+		}
+		return reqDiff(os.Stdout, args[1], args[2], args[3], args[4], args[5])
 	case "report":
 		return report(args[1:])
 	}
@@ -117,13 +123,30 @@ var jobInfo = []struct{ Job, Desc string }{
 	{"randread-warm", "fio random read, file read once with cat, then the second of two time-based runs"},
 	{"write", "fio sequential overwrite, time-based, fsync on close"},
 	{"randwrite", "fio random overwrite, time-based, fsync on close"},
-	{"unpack", "untar the source tree and the module, then sync"},
-	{"find", "find . | wc -l"},
-	{"ls-lR", "ls -lR > /dev/null"},
-	{"grep-r", "grep -r for a string that is not there"},
-	{"du", "du -s ."},
+	{"unpack", "untar the tree (a git checkout) and the module, then sync"},
+	{"find-cold", "find . | wc -l in the tree, right after dropping the caches"},
+	{"find-warm", "the same at once again (the second run in a row)"},
+	{"ls-lR-cold", "ls -lR > /dev/null in the tree, right after dropping the caches"},
+	{"ls-lR-warm", "the same at once again"},
+	{"du-cold", "du -s . in the tree, right after dropping the caches"},
+	{"du-warm", "the same at once again"},
+	{"grep-r-cold", "grep -r in the tree for a string that is not there, right after dropping the caches"},
+	{"grep-r-warm", "the same at once again"},
+	{"git-status-cold", "git status in the tree, right after dropping the caches"},
+	{"git-status-warm", "the same at once again"},
 	{"build", "go build with an empty GOCACHE inside the mount"},
 	{"rm-rf", "rm -rf everything, then sync"},
+}
+
+// configDesc says what each configuration is, for the report's prose.
+var configDesc = map[string]string{
+	"native":        "the directory itself",
+	"cryptpt-pt":    "cryptpt, everything plaintext (policy `plaintext = [\"/**\"]`), kernel passthrough",
+	"cryptpt-nopt":  "cryptpt, everything plaintext, `--no-passthrough --writeback=false`: plaintext through the daemon",
+	"cryptpt-enc":   "cryptpt, everything encrypted (policy `plaintext = []`), `--writeback=false`",
+	"cryptpt-encwb": "cryptpt, everything encrypted, with the kernel's writeback cache: the default for a policy without plaintext rules",
+	"cryptpt-mixed": "cryptpt, a mixed mount (policy `plaintext = [\"plain/\"]`): passthrough is on, so the kernel refuses the writeback cache for the whole mount; the fio file and the tree are in the encrypted part",
+	"gocryptfs":     "gocryptfs with its defaults",
 }
 
 var daemonJobs = []string{"daemon-peak-rss", "daemon-rss", "daemon-cpu"}
@@ -135,6 +158,7 @@ func report(args []string) error {
 	mdPath := fl.String("md", "", "markdown output")
 	svgPath := fl.String("svg", "", "SVG output")
 	jsonPath := fl.String("json", "", "JSON output")
+	reqPath := fl.String("requests", "", "FUSE requests TSV (rep, job, config, op, count, total_us), optional")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -146,11 +170,19 @@ func report(args []string) error {
 	if err != nil {
 		return err
 	}
+	var reqs []reqSample
+	if *reqPath != "" {
+		if reqs, err = readReqs(*reqPath); err != nil {
+			return err
+		}
+	}
 	configs := strings.Fields(metaGet(meta, "configs"))
 	stats := summarise(samples, configs)
+	files, _ := strconv.Atoi(metaGet(meta, "files"))
+	rq := summariseReqs(reqs, files)
 
 	var md bytes.Buffer
-	writeMarkdown(&md, meta, configs, stats, samples, svgBase(*svgPath))
+	writeMarkdown(&md, meta, configs, stats, samples, rq, svgBase(*svgPath))
 	if err := os.WriteFile(*mdPath, md.Bytes(), 0o644); err != nil {
 		return err
 	}
@@ -163,11 +195,16 @@ func report(args []string) error {
 	for _, kv := range meta {
 		m[kv.Key] = kv.Value
 	}
+	if reqs == nil {
+		reqs = []reqSample{}
+	}
 	js, err := json.MarshalIndent(struct {
-		Meta    map[string]string `json:"meta"`
-		Stats   []*stat           `json:"stats"`
-		Samples []sample          `json:"samples"`
-	}{m, statList(stats, configs), samples}, "", "  ")
+		Meta     map[string]string `json:"meta"`
+		Stats    []*stat           `json:"stats"`
+		Requests []*reqStat        `json:"requests_per_file"`
+		Samples  []sample          `json:"samples"`
+		ReqRaw   []reqSample       `json:"request_samples"`
+	}{m, statList(stats, configs), reqList(rq, configs), samples, reqs}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -249,11 +286,7 @@ func summarise(samples []sample, configs []string) map[string]map[string]*stat {
 			v := append([]float64(nil), x.Values...)
 			sort.Float64s(v)
 			x.Min, x.Max = v[0], v[len(v)-1]
-			if n := len(v); n%2 == 1 {
-				x.Median = v[n/2]
-			} else {
-				x.Median = (v[n/2-1] + v[n/2]) / 2
-			}
+			x.Median = median(v)
 		}
 		for _, x := range byConfig {
 			x.VsNative = speed(x, byConfig["native"])
@@ -319,22 +352,35 @@ func ratio(r *float64) string {
 	return fmt.Sprintf("%.2f×", *r)
 }
 
-func writeMarkdown(w *bytes.Buffer, meta []metaKV, configs []string, st map[string]map[string]*stat, samples []sample, svg string) {
+func writeMarkdown(w *bytes.Buffer, meta []metaKV, configs []string, st map[string]map[string]*stat, samples []sample, rq map[string]map[string]*reqStat, svg string) {
 	fmt.Fprintf(w, "# cryptpt benchmark, %s on %s\n\n", metaGet(meta, "date"), metaGet(meta, "host"))
 	w.WriteString("| | |\n|---|---|\n")
 	for _, kv := range meta {
-		if kv.Key == "configs" || kv.Key == "drop_caches" {
+		// The mount lines go with the configurations, below.
+		if kv.Key == "configs" || kv.Key == "drop_caches" || strings.HasPrefix(kv.Key, "mount ") {
 			continue
 		}
 		fmt.Fprintf(w, "| %s | %s |\n", kv.Key, strings.ReplaceAll(kv.Value, "|", `\|`))
 	}
 	if metaGet(meta, "drop_caches") == "1" {
-		w.WriteString("\n**Caches:** dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`) before every *-cold* fio job, so cold reads come from the disk. ")
+		w.WriteString("\n**Caches:** dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`) right before every *-cold* row, so cold reads and cold metadata steps come from the disk. ")
 	} else {
-		w.WriteString("\n**Caches: NOT dropped** (not root), so the *-cold* rows are not cold reads. ")
+		w.WriteString("\n**Caches: NOT dropped** (not root), so the *-cold* rows are not cold. ")
 	}
-	w.WriteString("Warm rows: the whole file is read once with cat, then the job runs twice (time-based) and the second run counts. The small-files steps run with warm caches, each step across all configurations before the next step.\n\n")
-	w.WriteString("Configurations: **native** = the directory itself; **cryptpt-pt** = cryptpt, everything plaintext, kernel passthrough; **cryptpt-nopt** = the same with `--no-passthrough`; **cryptpt-enc** = cryptpt, everything encrypted; **cryptpt-encwb** = the same with the experimental `--writeback`; **gocryptfs** = gocryptfs defaults. All on the same disk, interleaved: for each repetition, for each job, every configuration in turn, the order rotated each repetition.\n\n")
+	w.WriteString("fio's warm rows: the whole file is read once with cat, then the job runs twice (time-based) and the second run counts. The metadata steps (find, ls -lR, du, grep -r, git status) run twice in a row in each configuration: the first right after dropping the caches (*-cold*), the second (*-warm*) with everything the first one cached. unpack, build and rm-rf run once. Each small-files step runs across all configurations before the next step.\n\n")
+	w.WriteString("Configurations, all on the same disk:\n\n")
+	for _, c := range configs {
+		d := configDesc[c]
+		if d == "" {
+			d = "(not described)"
+		}
+		if m := metaGet(meta, "mount "+c); m != "" {
+			d += "; as mounted: " + m
+		}
+		fmt.Fprintf(w, "- **%s**: %s\n", c, d)
+	}
+	w.WriteString("\nEvery mount lives for the whole run. The configurations are interleaved: for each repetition, for each job, every configuration in turn, the order rotated each repetition.\n\n")
+	writeTargets(w, configs, st)
 	fmt.Fprintf(w, "![speed relative to native](%s)\n\n", svg)
 
 	w.WriteString("## Speed relative to native (median; above 1 is faster than native)\n\n| job |")
@@ -378,6 +424,8 @@ func writeMarkdown(w *bytes.Buffer, meta []metaKV, configs []string, st map[stri
 	for _, j := range jobInfo {
 		fmt.Fprintf(w, "- **%s**: %s\n", j.Job, j.Desc)
 	}
+
+	writeRequests(w, meta, configs, rq)
 
 	w.WriteString("\n## Daemons\n\nEach daemon serves one mount for the whole run. Peak RSS is VmHWM and RSS is VmRSS from /proc/PID/status, read after each repetition (the last one just before unmount); CPU is utime+stime from /proc/PID/stat spent during each repetition.\n\n")
 	w.WriteString("| config | peak RSS KiB, end | RSS KiB per repetition | CPU s per repetition, median (min–max) | CPU s total |\n|---|---:|---|---:|---:|\n")
@@ -440,11 +488,13 @@ func rssGrowth(samples []sample, configs []string) string {
 }
 
 var colors = map[string]string{
-	"native":       "#888888",
-	"cryptpt-pt":   "#1b9e77",
-	"cryptpt-nopt": "#7570b3",
-	"cryptpt-enc":  "#d95f02",
-	"gocryptfs":    "#e7298a",
+	"native":        "#888888",
+	"cryptpt-pt":    "#1b9e77",
+	"cryptpt-nopt":  "#7570b3",
+	"cryptpt-enc":   "#d95f02",
+	"cryptpt-encwb": "#e6ab02",
+	"cryptpt-mixed": "#66a61e",
+	"gocryptfs":     "#e7298a",
 }
 
 // writeSVG draws, per job, one horizontal bar per configuration with its
@@ -483,7 +533,7 @@ func writeSVG(w *bytes.Buffer, meta []metaKV, configs []string, st map[string]ma
 	fmt.Fprintf(w, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(w, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(w, `<text x="10" y="18" font-size="14" font-weight="bold">Speed relative to native (median of %s; &gt;1 = faster than native)</text>`+"\n", html.EscapeString(metaGet(meta, "reps")))
-	caches := "caches dropped for cold reads"
+	caches := "caches dropped for the cold rows"
 	if metaGet(meta, "drop_caches") != "1" {
 		caches = "caches NOT dropped"
 	}
