@@ -97,8 +97,11 @@ func (n *node) setMtime(mtime syscall.Timespec) {
 // setattrInView changes size and times of an encrypted file open through
 // the view there, so that the view's cache agrees (its kernel writes its
 // own times back otherwise), and returns what is left to change.
+// viewOwned are the attributes the view's kernel keeps for itself.
+const viewOwned = fuse.FATTR_SIZE | fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW
+
 func (n *node) setattrInView(ctx context.Context, vf *os.File, in *fuse.SetAttrIn) (*fuse.SetAttrIn, syscall.Errno) {
-	const viewed = fuse.FATTR_SIZE | fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW
+	const viewed = viewOwned
 	if in.Valid&viewed == 0 {
 		return in, 0
 	}
@@ -174,6 +177,10 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 			// Changed in the vault below: the view asks again.
 			defer n.v.view.invalidateAttrs(n)
 		}
+	} else if n.isEnc() && in.Valid&viewOwned != 0 {
+		// The view keeps the size and times of what it holds cached:
+		// after they change in the vault, it starts afresh.
+		defer n.v.view.retire(n)
 	}
 	if errno := n.setattrVault(ctx, f, in); errno != 0 {
 		return errno

@@ -45,6 +45,9 @@ type view struct {
 	dev    uint64 // the view's device number, to check what it opens
 	// requests counts what the kernel asks of the view.
 	requests requestCounts
+	// guard unsticks a daemon killed while waiting for the view
+	// (viewguard.go).
+	guard *viewGuard
 
 	mu      sync.Mutex
 	nodes   map[uint64]*node    // view file number -> node of the user's mount
@@ -82,6 +85,10 @@ func mountView(v *vault) (*view, error) {
 		NullPermissions: true,
 		Logger:          v.log,
 	}
+	before, err := fuseDeviceFds()
+	if err != nil {
+		return nil, err
+	}
 	server, err := fuse.NewServer(countingFS{gofs.NewNodeFS(root, opts), &w.requests}, dir, &opts.MountOptions)
 	if err != nil {
 		return nil, err
@@ -104,10 +111,20 @@ func mountView(v *vault) (*view, error) {
 		return nil, err
 	}
 	w.rootFd = fd
+	dev, err := newFuseDeviceFd(before)
+	if err == nil {
+		w.guard, err = startViewGuard(dev, fd)
+	}
+	if err != nil {
+		unix.Close(fd)
+		server.Unmount()
+		return nil, fmt.Errorf("start the view's guard: %w", err)
+	}
 	if err := tuneWriteback(w.dev); err != nil && v.opts.Debug {
 		v.logf("view: the kernel's default share of dirty pages: %v", err)
 	}
 	if err := detach(dir); err != nil {
+		w.guard.close()
 		unix.Close(fd)
 		server.Unmount()
 		return nil, fmt.Errorf("detach the view: %w", err)
@@ -154,6 +171,7 @@ func (w *view) close() {
 	for h := range files {
 		h.close()
 	}
+	w.guard.close()
 	unix.Close(w.rootFd)
 	w.rootFd = -1
 	done := make(chan struct{})
@@ -408,7 +426,13 @@ func (f *viewNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.Set
 	if f.n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	errno := f.n.setattrVault(ctx, fh, in)
+	// Set-id bits are the user's mount's to clear (encFile.inView).
+	rest := *in
+	rest.Valid &^= fuse.FATTR_KILL_SUIDGID
+	if killRequest(&rest) {
+		return f.Getattr(ctx, fh, out)
+	}
+	errno := f.n.setattrVault(ctx, fh, &rest)
 	if errno == 0 {
 		if h, ok := fh.(*encFile); ok {
 			// The view's own change (a size or times it writes back):
@@ -445,5 +469,6 @@ func (f *viewNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if errno != 0 {
 		return nil, 0, errno
 	}
+	h.inView = true
 	return h, fuseFlags, 0
 }

@@ -324,6 +324,7 @@ func (w *watcher) apply(e watchEvent) {
 	case child.changedFrom(&st):
 		// Same file, other attributes or content than reported.
 		child.NotifyContent(0, 0)
+		dir.v.view.retire(child)
 	}
 }
 

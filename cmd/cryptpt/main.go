@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"cryptpt/fs"
 )
 
 // version is set by the Makefile from git describe.
@@ -54,6 +56,9 @@ func commands() []command {
 }
 
 func main() {
+	if fs.IsViewGuard() {
+		os.Exit(fs.RunViewGuard())
+	}
 	harden()
 	os.Exit(run(os.Args[1:]))
 }
