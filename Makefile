@@ -4,7 +4,7 @@ GO ?= go
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := bin/cryptpt
 # Debian packages the tests and benchmarks use; installed when missing.
-TEST_DEBS := fuse3 rsync zsh acl pamtester libcap2-bin
+TEST_DEBS := fuse3 rsync zsh acl pamtester libcap2-bin syncthing
 BENCH_DEBS := fuse3 fio gocryptfs
 
 .PHONY: all build man install uninstall demo test test-short stress bench fuzz deps-test deps-bench lint clean
@@ -102,7 +102,7 @@ test: deps-test lint build
 	$(GO) test -count=1 -race -timeout 10m ./fs/
 
 stress: deps-test build
-	CRYPTPT_STRESS=1 $(GO) test -count=1 -timeout 60m ./tests/ -run 'Model|Concurren|Stress|Crash|FullDisk' -v
+	CRYPTPT_STRESS=1 $(GO) test -count=1 -timeout 60m ./tests/ -run 'Model|Concurren|Stress|Crash|FullDisk|Syncthing' -v
 	CRYPTPT_STRESS=1 $(GO) test -count=1 -timeout 30m ./fs/ -run 'Writeback|Concurren' -v
 
 bench: deps-bench build

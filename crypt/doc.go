@@ -121,6 +121,12 @@
 //	"~~t" + b64        Temp         temporary file
 //	other "~~..."      Reserved     unknown, owned by cryptpt
 //
+// A sync tool's conflict copy of an Encrypted or Long entry is its stored
+// name followed by a marker ".sync-conflict-YYYYMMDD-HHMMSS-DEVICE"
+// (Syncthing's; see conflict.go). [Classify] gives it its base's kind (by
+// the prefix) and [Names.Decrypt] refuses it; [SplitConflict] separates
+// the base, whose name and sidecar are those of the entry it copies.
+//
 // Any name without the prefix is a plaintext-mode entry ([Plain]).
 // [Classify] never returns Plain for a name with the prefix, so plaintext
 // names starting with "~~" must be refused by the fs layer. A stored name is

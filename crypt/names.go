@@ -111,9 +111,10 @@ func Classify(stored string) NameKind {
 }
 
 // SidecarName returns the sidecar file name of a Long stored name, or "" if
-// longStored is not Long.
+// longStored is not Long. A conflict copy of a long name has none of its
+// own: it shares its base's ([SplitConflict]).
 func SidecarName(longStored string) string {
-	if Classify(longStored) != Long {
+	if Classify(longStored) != Long || strings.ContainsRune(longStored, '.') {
 		return ""
 	}
 	return SidecarPrefix + longStored[len(LongPrefix):]

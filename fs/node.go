@@ -356,7 +356,7 @@ func (n *node) storedNameSidecar(name string, enc bool, create bool) (string, []
 		return "", nil, syscall.EINVAL
 	}
 	if !enc {
-		if strings.HasPrefix(name, crypt.ReservedPrefix) {
+		if strings.HasPrefix(name, crypt.ReservedPrefix) || syncToolName(n.IsRoot(), name) {
 			return "", nil, syscall.EINVAL
 		}
 		return name, nil, 0
@@ -364,6 +364,11 @@ func (n *node) storedNameSidecar(name string, enc bool, create bool) (string, []
 	iv, errno := n.dirIV(create)
 	if errno != 0 {
 		return "", nil, errno
+	}
+	if copyStored, ok := n.conflictStoredName(iv, name); ok {
+		// A sync tool's conflict copy (node_lookup.go): it shares its
+		// base's sidecar.
+		return copyStored, nil, 0
 	}
 	stored, sidecar, err := n.v.names.Encrypt(iv, name)
 	if err != nil {

@@ -26,13 +26,18 @@ func (n *node) sealSymlink(name string, target []byte) (string, syscall.Errno) {
 // openSymlink decrypts the stored target of the encrypted symlink name in
 // directory n, sealed in either format (see openXattr).
 func (n *node) openSymlink(name string, stored []byte) ([]byte, error) {
-	sealed, err := base64.RawURLEncoding.DecodeString(string(stored))
-	if err != nil {
-		return nil, err
-	}
 	iv, errno := n.dirIV(false)
 	if errno != 0 {
 		return nil, errno
+	}
+	return n.openSymlinkIV(iv, name, stored)
+}
+
+// openSymlinkIV is openSymlink for a link named under the directory IV iv.
+func (n *node) openSymlinkIV(iv *[crypt.DirIVSize]byte, name string, stored []byte) ([]byte, error) {
+	sealed, err := base64.RawURLEncoding.DecodeString(string(stored))
+	if err != nil {
+		return nil, err
 	}
 	for _, version := range formatsToTry(n.v.format()) {
 		var target []byte
@@ -52,6 +57,17 @@ func (n *node) readSymlink(fd int, stored, name string) ([]byte, syscall.Errno) 
 		return nil, toErrno(err)
 	}
 	target, err := n.openSymlink(name, buf[:sz])
+	if _, marker := crypt.SplitConflict(stored); err != nil && marker != "" {
+		// A sync tool's copy of a link, sealed to the link it copies.
+		if orig, _, ok := crypt.ParseConflictName(name); ok {
+			target, err = n.openSymlink(orig, buf[:sz])
+		}
+	} else if err != nil {
+		// Made on another device under the directory IV that it lost.
+		if t, ok := n.openLostSymlink(fd, name, buf[:sz]); ok {
+			target, err = t, nil
+		}
+	}
 	if err != nil {
 		n.v.stats.authFailures.Add(1)
 		n.v.logf("symlink %s: target fails authentication: %v", n.v.childName(n, name, stored), err)
@@ -133,7 +149,7 @@ func (n *node) prepareNewIn(fd int, name string, enc bool) (string, syscall.Errn
 	}
 	stored, sidecar, errno := n.storedNameSidecar(name, enc, true)
 	if errno == syscall.EINVAL {
-		n.v.logf("refused: a name in %s starts with the reserved prefix %q", n.v.entryName(n), crypt.ReservedPrefix)
+		n.v.logf("refused: a name in %s that the vault keeps for its own files (prefix %q) or a sync tool's", n.v.entryName(n), crypt.ReservedPrefix)
 	}
 	if errno != 0 {
 		return "", errno
@@ -283,7 +299,9 @@ func vaultFilesOnly(parentfd int, stored string, clear bool) syscall.Errno {
 		switch crypt.Classify(e.Name) {
 		case crypt.DirIV, crypt.Sidecar, crypt.Temp:
 		default:
-			return syscall.ENOTEMPTY
+			if crypt.DirIVConflictMarker(e.Name) == "" { // a sync tool's copy of the IV goes too
+				return syscall.ENOTEMPTY
+			}
 		}
 	}
 	if clear {
@@ -317,16 +335,14 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	return 0
 }
 
-// dropSidecar removes the sidecar of a long name that no longer exists.
+// dropSidecar removes the sidecar of a long name that no longer exists,
+// nor any conflict copy of it.
 func (n *node) dropSidecar(fd int, stored string) {
-	if crypt.Classify(stored) != crypt.Long {
-		return
+	base, _ := crypt.SplitConflict(stored)
+	if crypt.Classify(base) != crypt.Long || sidecarInUse(fd, base) {
+		return // replaced in the meantime, or a copy still uses it
 	}
-	var st syscall.Stat_t
-	if fstatat(fd, stored, &st) == nil {
-		return // replaced in the meantime; the sidecar is still used
-	}
-	unix.Unlinkat(fd, crypt.SidecarName(stored), 0)
+	unix.Unlinkat(fd, crypt.SidecarName(base), 0)
 }
 
 var _ = (gofs.NodeMknoder)((*node)(nil))

@@ -46,6 +46,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		if errno == syscall.ENOENT {
 			continue // no directory IV: no encrypted entries here
 		}
+		if errno == syscall.EINVAL && !enc {
+			continue // a name only a sync tool keeps in plaintext form
+		}
 		if errno != 0 {
 			return nil, errno
 		}
@@ -181,9 +184,17 @@ func (n *node) list() (*dirListing, syscall.Errno) {
 	// A name can exist in both forms after an interrupted migrate; list it
 	// once, as Lookup will resolve it.
 	seen := make(map[string]int, len(raw)) // name -> index in l
+	var lost []lostIV
+	lostRead := false
+	lostIVs := func() []lostIV {
+		if !lostRead {
+			lost, lostRead = readLostIVs(fd, raw), true
+		}
+		return lost
+	}
 	for _, e := range raw {
 		stored := e.Name
-		name, enc, ok := n.decodeEntry(fd, stored)
+		name, enc, ok := n.decodeEntry(fd, stored, lostIVs)
 		if !ok {
 			continue
 		}
@@ -213,9 +224,9 @@ func (n *node) list() (*dirListing, syscall.Errno) {
 }
 
 // decodeEntry maps a vault name to the name shown in the mount, logging
-// an entry it hides.
-func (n *node) decodeEntry(dirfd int, stored string) (name string, enc bool, ok bool) {
-	name, enc, why := n.decodeName(dirfd, stored)
+// an entry it hides; lost gives the directory's lost IVs (readLostIVs).
+func (n *node) decodeEntry(dirfd int, stored string, lost func() []lostIV) (name string, enc bool, ok bool) {
+	name, enc, why := n.decodeName(dirfd, stored, lost)
 	if why != "" {
 		n.hide(stored, why)
 		return "", false, false
@@ -226,17 +237,23 @@ func (n *node) decodeEntry(dirfd int, stored string) (name string, enc bool, ok 
 // plainName is decodeEntry without a log line: for the watcher, which
 // sees entries that are still being written (a long name's sidecar).
 func (n *node) plainName(dirfd int, stored string) (name string, enc bool, ok bool) {
-	name, enc, why := n.decodeName(dirfd, stored)
+	name, enc, why := n.decodeName(dirfd, stored, func() []lostIV { return readLostIVs(dirfd, nil) })
 	return name, enc, why == "" && name != ""
 }
 
 // decodeName maps a vault name to the name shown in the mount: "" for
-// cryptpt's own files (directory IV, sidecars, vault config, temp files),
-// and why not, for an encrypted name it cannot read.
-func (n *node) decodeName(dirfd int, stored string) (name string, enc bool, why string) {
-	kind := crypt.Classify(stored)
-	switch kind {
+// cryptpt's own files (directory IV, sidecars, vault config, temp files)
+// and a sync tool's (syncToolName), and why not, for an encrypted name it
+// cannot read. A sync tool's conflict copy of an encrypted entry, and an
+// entry named under a directory IV that lost a conflict (lost, called only
+// when a name fails to decrypt), are shown under the entry's name with the
+// conflict marker (conflictStored).
+func (n *node) decodeName(dirfd int, stored string, lost func() []lostIV) (name string, enc bool, why string) {
+	switch crypt.Classify(stored) {
 	case crypt.Plain:
+		if syncToolName(n.IsRoot(), stored) {
+			return "", false, ""
+		}
 		return stored, false, ""
 	case crypt.Encrypted, crypt.Long:
 	default:
@@ -246,18 +263,237 @@ func (n *node) decodeName(dirfd int, stored string) (name string, enc bool, why 
 	if errno != 0 {
 		return "", false, "directory has no readable IV"
 	}
+	base, marker := crypt.SplitConflict(stored)
+	name, why = n.decryptName(dirfd, iv, base)
+	if why != "" && marker == "" {
+		// Made on another device in its own copy of this directory?
+		for _, l := range lost() {
+			if lname, lwhy := n.decryptName(dirfd, l.iv, stored); lwhy == "" {
+				name, marker, why = lname, l.marker, ""
+				break
+			}
+		}
+	}
+	if why != "" || marker == "" {
+		return name, why == "", why
+	}
+	shown := crypt.ConflictName(name, marker)
+	if shown == "" {
+		return "", false, "conflict copy: no name of at most 255 bytes can show it"
+	}
+	if got, _ := n.conflictStored(dirfd, iv, shown); got != stored {
+		// What the name leads to must be this entry: every operation on
+		// it finds its vault name that way (storedName).
+		return "", false, "conflict copy: its name in the mount belongs to another entry"
+	}
+	return shown, true, ""
+}
+
+// decryptName decrypts the Encrypted or Long vault name stored in the
+// directory open at fd, whose IV is iv, or says why it cannot.
+func (n *node) decryptName(fd int, iv *[crypt.DirIVSize]byte, stored string) (name, why string) {
 	var sidecar []byte
-	if kind == crypt.Long {
+	if crypt.Classify(stored) == crypt.Long {
 		var err error
-		if sidecar, err = readSmallFile(dirfd, crypt.SidecarName(stored)); err != nil {
-			return "", false, "long-name sidecar: " + err.Error()
+		if sidecar, err = readSmallFile(fd, crypt.SidecarName(stored)); err != nil {
+			return "", "long-name sidecar: " + err.Error()
 		}
 	}
 	name, err := n.v.names.Decrypt(iv, stored, sidecar)
 	if err != nil {
-		return "", false, err.Error()
+		return "", err.Error()
 	}
-	return name, true, ""
+	return name, ""
+}
+
+// Files of sync tools.
+//
+// A sync tool keeps files of its own in the folders it syncs, and when two
+// devices changed one file while apart it keeps the losing version as a
+// conflict copy. Syncthing names that NAME.sync-conflict-DATE-TIME-DEVICE,
+// which for an encrypted entry is its vault name plus that marker
+// (crypt.SplitConflict): the copy holds the same ciphertext format, named
+// and sealed as the entry was, so it decrypts and authenticates as usual.
+// The mount shows it as Syncthing shows a plaintext file's copy, the
+// marker before the extension ("report.sync-conflict-...-ABCDEF2.pdf"),
+// and finds it again from that name (conflictStored): storedName maps such
+// a name to the copy while the copy exists and no entry of its own has the
+// name, so reading, renaming (over the original, to keep that version) and
+// deleting it work as for any encrypted entry. New entries never get such a
+// vault name: only an existing copy resolves to one, and content written
+// to it is encrypted like any encrypted entry's.
+
+// syncToolName reports a plaintext-form name that a sync tool keeps for
+// itself: Syncthing's temp files (".syncthing.NAME.tmp", and
+// "~syncthing~NAME.tmp" as it names them on Windows) anywhere, and its
+// folder marker, ignore file and versions directory at the vault root
+// (which Syncthing never syncs). The mount never shows them, and never
+// gives an entry such a plaintext name: a whole-mount "cryptpt migrate"
+// would otherwise encrypt ".stfolder", and Syncthing stops a folder whose
+// marker is gone.
+func syncToolName(root bool, name string) bool {
+	if strings.HasSuffix(name, ".tmp") && (strings.HasPrefix(name, ".syncthing.") || strings.HasPrefix(name, "~syncthing~")) {
+		return true
+	}
+	return root && (name == ".stfolder" || name == ".stignore" || name == ".stversions")
+}
+
+// conflictStored returns the vault name of the conflict copy shown as
+// shown in the directory open at fd, whose IV is iv: the copy's, if it
+// exists and no entry of its own has the name (which wins, as its listing
+// comes first in Lookup).
+func (n *node) conflictStored(fd int, iv *[crypt.DirIVSize]byte, shown string) (string, bool) {
+	name, marker, ok := crypt.ParseConflictName(shown)
+	if !ok {
+		return "", false
+	}
+	var st syscall.Stat_t
+	if own, _, err := n.v.names.Encrypt(iv, shown); err == nil && fstatat(fd, own, &st) == nil {
+		return "", false
+	}
+	base, _, err := n.v.names.Encrypt(iv, name)
+	if err == nil && len(base)+len(marker) <= crypt.MaxNameLen && fstatat(fd, base+marker, &st) == nil {
+		return base + marker, true
+	}
+	if l := readLostIV(fd, marker); l != nil {
+		if s, _, err := n.v.names.Encrypt(l.iv, name); err == nil && fstatat(fd, s, &st) == nil {
+			return s, true
+		}
+	}
+	if !crypt.ConflictNameCut(shown) {
+		return "", false
+	}
+	// The copy of a name too long to show whole with the marker: its name
+	// was cut, so look among the copies with this marker (rare: names of
+	// over 217 bytes).
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", false
+	}
+	ents, err := readDirents(dfd)
+	unix.Close(dfd)
+	if err != nil {
+		return "", false
+	}
+	for _, e := range ents {
+		b, m := crypt.SplitConflict(e.Name)
+		if m != marker {
+			continue
+		}
+		if orig, why := n.decryptName(fd, iv, b); why == "" && crypt.ConflictName(orig, m) == shown {
+			return e.Name, true
+		}
+	}
+	return "", false
+}
+
+// conflictStoredName is storedName's lookup of a conflict copy (see
+// conflictStored), for names that carry a conflict marker.
+func (n *node) conflictStoredName(iv *[crypt.DirIVSize]byte, name string) (string, bool) {
+	if !strings.Contains(name, ".sync-conflict-") {
+		return "", false
+	}
+	fd, release, errno := n.dirfd()
+	if errno != 0 {
+		return "", false
+	}
+	defer release()
+	return n.conflictStored(fd, iv, name)
+}
+
+// A directory made under one name on two devices while they were apart
+// gets an IV of its own on each. The sync tool merges the two directories
+// and keeps one "~~diriv"; the other becomes its conflict copy,
+// "~~diriv.sync-conflict-...", and the entries made on that device are
+// named under it. They are shown as conflict copies of themselves, with
+// that copy's marker, and found by that name (conflictStored), so both
+// devices' entries are reachable; renaming one through the mount names it
+// under the directory's IV again.
+
+// lostIV is a directory IV kept as a sync tool's conflict copy, and the
+// marker of that copy.
+type lostIV struct {
+	marker string
+	iv     *[crypt.DirIVSize]byte
+}
+
+// readLostIVs reads the lost IVs of the directory open at fd, whose
+// entries are ents (nil: listed here).
+func readLostIVs(fd int, ents []fuse.DirEntry) []lostIV {
+	if ents == nil {
+		dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil
+		}
+		ents, err = readDirents(dfd)
+		unix.Close(dfd)
+		if err != nil {
+			return nil
+		}
+	}
+	var out []lostIV
+	for _, e := range ents {
+		if l := readLostIV(fd, crypt.DirIVConflictMarker(e.Name)); l != nil {
+			out = append(out, *l)
+		}
+	}
+	return out
+}
+
+// readLostIV reads the directory IV kept as the conflict copy with marker
+// in the directory open at fd, or returns nil.
+func readLostIV(fd int, marker string) *lostIV {
+	if marker == "" {
+		return nil
+	}
+	raw, err := readSmallFile(fd, crypt.DirIVName+marker)
+	if err != nil {
+		return nil
+	}
+	iv, err := crypt.ParseDirIV(raw)
+	if err != nil {
+		return nil
+	}
+	return &lostIV{marker, iv}
+}
+
+// openLostSymlink opens the target of a symlink shown as the conflict
+// copy name, named under a lost IV of the directory open at fd.
+func (n *node) openLostSymlink(fd int, name string, stored []byte) ([]byte, bool) {
+	orig, marker, ok := crypt.ParseConflictName(name)
+	if !ok {
+		return nil, false
+	}
+	l := readLostIV(fd, marker)
+	if l == nil {
+		return nil, false
+	}
+	target, err := n.openSymlinkIV(l.iv, orig, stored)
+	return target, err == nil
+}
+
+// sidecarInUse reports whether the long name stored (or a conflict copy
+// of it) still exists in the directory open at fd, so its sidecar must stay.
+func sidecarInUse(fd int, stored string) bool {
+	var st syscall.Stat_t
+	if fstatat(fd, stored, &st) == nil {
+		return true
+	}
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true // cannot tell: keep it
+	}
+	ents, err := readDirents(dfd)
+	unix.Close(dfd)
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		if base, marker := crypt.SplitConflict(e.Name); marker != "" && base == stored {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *node) hide(stored, why string) {

@@ -8,6 +8,8 @@ import (
 	"time"
 	"unsafe"
 
+	"cryptpt/crypt"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -283,6 +285,19 @@ func (w *watcher) apply(e watchEvent) {
 	if errno != 0 {
 		return
 	}
+	if e.name == crypt.DirIVName {
+		// A sync tool replaced the directory's IV (the same directory
+		// made on two devices): every encrypted name here reads anew.
+		changed := dir.dropChangedIV(fd)
+		release()
+		if changed {
+			for name := range dir.Children() {
+				dir.NotifyEntry(name)
+			}
+			dir.NotifyContent(0, 0)
+		}
+		return
+	}
 	name, _, ok := dir.plainName(fd, e.name)
 	var st syscall.Stat_t
 	var err error = syscall.ENOENT
@@ -326,6 +341,19 @@ func (w *watcher) apply(e watchEvent) {
 		child.NotifyContent(0, 0)
 		dir.v.view.retire(child)
 	}
+}
+
+// dropChangedIV forgets the directory's cached IV if the vault now holds
+// another one (or none), and reports whether it did.
+func (n *node) dropChangedIV(fd int) bool {
+	now, err := readDirIV(fd)
+	n.ivMu.Lock()
+	defer n.ivMu.Unlock()
+	if n.iv == nil || (err == nil && *now == *n.iv) {
+		return false
+	}
+	n.iv = nil
+	return true
 }
 
 // resolveIno finds name in directory n in either form, as Lookup does, and

@@ -158,3 +158,42 @@ func TestWatchOutsideChanges(t *testing.T) {
 		}
 	})
 }
+
+// A directory whose IV the vault replaced behind the daemon's back (a sync
+// tool that kept the other device's copy of the same directory) reads its
+// names with the new IV at once.
+func TestWatchReplacedDirIV(t *testing.T) {
+	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	var dirs [2]string
+	for i, d := range []string{"d1", "d2"} {
+		dirs[i] = newBackingEntry(t, tv.Backing, func() {
+			must(t, os.Mkdir(tv.Path(d), 0o755))
+		})
+	}
+	must(t, os.WriteFile(tv.Path("d1/a"), []byte("a"), 0o644))
+	must(t, os.WriteFile(tv.Path("d2/b"), []byte("b"), 0o644))
+	ents, err := os.ReadDir(tv.Path("d1"))
+	must(t, err)
+	if len(ents) != 1 || ents[0].Name() != "a" {
+		t.Fatalf("d1 lists %v", ents)
+	}
+	// d2's IV and entry replace d1's, as a sync tool would write them.
+	for _, n := range backingNames(t, dirs[0]) {
+		must(t, os.Remove(filepath.Join(dirs[0], n)))
+	}
+	b := backingNames(t, dirs[1])[0]
+	must(t, os.Rename(filepath.Join(dirs[1], b), filepath.Join(dirs[0], b)))
+	iv, err := os.ReadFile(filepath.Join(dirs[1], "~~diriv"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dirs[0], "~~diriv.tmp"), iv, 0o400))
+	must(t, os.Rename(filepath.Join(dirs[0], "~~diriv.tmp"), filepath.Join(dirs[0], "~~diriv")))
+	tv.Mount.SettleWatcherForTest()
+	ents, err = os.ReadDir(tv.Path("d1"))
+	must(t, err)
+	if len(ents) != 1 || ents[0].Name() != "b" {
+		t.Errorf("after the IV was replaced, d1 lists %v, want [b]", ents)
+	}
+	if got, err := os.ReadFile(tv.Path("d1/b")); err != nil || string(got) != "b" {
+		t.Errorf("read d1/b: %q %v", got, err)
+	}
+}

@@ -17,6 +17,12 @@
 //   - leftover "~~t…" temporary files and "~~" names this version does not
 //     know.
 //
+// A sync tool's conflict copy of an encrypted entry (Syncthing's
+// "~~c….sync-conflict-DATE-TIME-DEVICE", see [crypt.SplitConflict]) is
+// checked as the entry it copies and reported under the name the mount
+// shows for it ("report.sync-conflict-….odt"); a long name's copy shares
+// its sidecar, which is then neither an orphan nor moved on repair.
+//
 // Plaintext-mode entries are listed and walked but have nothing to verify.
 //
 // Findings are [Problem] values. A problem is either damage (something the

@@ -263,6 +263,9 @@ type entry struct {
 	// decrypted is encrypted under, which format 2 binds symlink
 	// targets to (with the name, plain).
 	dirIV *[crypt.DirIVSize]byte
+	// sealedAs is, for a sync tool's conflict copy of a symlink, the name
+	// of the link it copies, whose target it holds.
+	sealedAs string
 	// What repair must do about it.
 	badContent bool  // content damaged: salvage
 	nameLost   bool  // the name cannot be decrypted: a made-up name
@@ -337,9 +340,21 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 	}
 	slices.Sort(names)
 	present := make(map[string]bool, len(names))
+	var lost []lostIV
 	hasEncrypted, hasDirIV := false, false
 	for _, n := range names {
 		present[n] = true
+		if base, marker := crypt.SplitConflict(n); marker != "" {
+			// A sync tool's conflict copy uses its base's sidecar.
+			present[base+conflictUser] = true
+		}
+		if m := crypt.DirIVConflictMarker(n); m != "" {
+			if data, err := readSmallFile(fd, n); err == nil {
+				if iv, err := crypt.ParseDirIV(data); err == nil {
+					lost = append(lost, lostIV{m, iv})
+				}
+			}
+		}
 		switch crypt.Classify(n) {
 		case crypt.Encrypted, crypt.Long:
 			hasEncrypted = true
@@ -375,10 +390,10 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			e.ppath = plainJoin(ppath, name)
 			c.plainEntry(e)
 		case crypt.Encrypted, crypt.Long:
-			c.encryptedEntry(e, kind, iv, present)
+			c.encryptedEntry(e, kind, iv, present, lost)
 		case crypt.Sidecar:
 			long := crypt.LongPrefix + name[len(crypt.SidecarPrefix):]
-			if !present[long] {
+			if !present[long] && !present[long+conflictUser] {
 				c.report(e, OrphanSidecar, "long-name sidecar without its entry %s", long)
 				c.keepRaw(e, name[len(crypt.ReservedPrefix):]+".cryptpt-orphan-sidecar")
 			}
@@ -396,10 +411,26 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			}
 			c.keepRaw(e, name[len(crypt.ReservedPrefix):]+".cryptpt-temp")
 		default:
+			if crypt.DirIVConflictMarker(name) != "" {
+				continue // a sync tool's copy of the IV: read above
+			}
 			c.report(e, UnknownReserved, "name reserved for cryptpt that this version does not know (left in place)")
 		}
 	}
 }
+
+// lostIV is a directory IV a sync tool kept as a conflict copy
+// ("~~diriv.sync-conflict-..."), which entries made on another device in
+// its own copy of the directory are named under; the mount shows them as
+// conflict copies with that marker.
+type lostIV struct {
+	marker string
+	iv     *[crypt.DirIVSize]byte
+}
+
+// conflictUser marks, in a directory's set of names, a long name that a
+// conflict copy's sidecar belongs to ('/' is in no vault name).
+const conflictUser = "/conflict"
 
 // isTempOfConfig tells keys' temp files ("~~t" + 16 hex digits) apart.
 func isTempOfConfig(name string) bool {
@@ -482,13 +513,21 @@ func (c *checker) subdir(e *entry) {
 }
 
 // encryptedEntry checks an encrypted-mode entry: its name, then what it holds.
-func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIVSize]byte, present map[string]bool) {
+func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIVSize]byte, present map[string]bool, lost []lostIV) {
 	c.rep.Names++
+	// A sync tool's conflict copy: the name and sidecar of the entry it
+	// copies, shown with the marker (crypt.ConflictName).
+	base, marker := crypt.SplitConflict(e.name)
+	kind = crypt.Classify(base)
 	var sidecar []byte
 	if kind == crypt.Long {
-		sc := crypt.SidecarName(e.name)
+		sc := crypt.SidecarName(base)
 		if present[sc] {
-			e.sidecar = sc
+			if marker == "" && !present[base+conflictUser] {
+				// Moved along on repair; one a conflict copy shares
+				// stays where it is.
+				e.sidecar = sc
+			}
 			data, err := readSmallFile(e.dirfd, sc)
 			if err != nil {
 				c.report(e, BadSidecar, "long-name sidecar %s unreadable: %v", sc, err)
@@ -499,13 +538,29 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 			c.report(e, BadSidecar, "long-name sidecar %s is missing", sc)
 		}
 	}
-	if sidecar != nil && !sidecarMatches(e.name, sidecar) {
+	if sidecar != nil && !sidecarMatches(base, sidecar) {
 		c.report(e, BadSidecar, "long-name sidecar %s does not match the name", e.sidecar)
 		sidecar = nil
 	}
 	if iv != nil && (kind == crypt.Encrypted || sidecar != nil) {
-		name, err := c.k.Names().Decrypt(iv, e.name, sidecar)
+		name, err := c.k.Names().Decrypt(iv, base, sidecar)
+		for _, l := range lost {
+			if err == nil || marker != "" {
+				break
+			}
+			if lname, lerr := c.k.Names().Decrypt(l.iv, base, sidecar); lerr == nil {
+				name, err, marker, iv = lname, nil, l.marker, l.iv
+			}
+		}
 		switch {
+		case err == nil && marker != "":
+			e.sealedAs = name
+			if shown := crypt.ConflictName(name, marker); shown != "" {
+				name = shown
+			} else {
+				name += marker // the mount cannot show it (docs/threat-model.md)
+			}
+			fallthrough
 		case err == nil:
 			e.plain = name
 			e.ppath = plainJoin(e.dir, name)
@@ -552,9 +607,14 @@ func (c *checker) symlink(e *entry) {
 	if e.dirIV == nil {
 		return // the name did not decrypt: reported already
 	}
-	for _, v := range []uint16{crypt.FormatVersion, crypt.FormatV1} {
-		if _, err := c.k.OpenMeta(sealed, crypt.SymlinkAD(v, e.dirIV, e.plain)); err == nil {
-			return
+	for _, name := range []string{e.plain, e.sealedAs} {
+		if name == "" {
+			continue
+		}
+		for _, v := range []uint16{crypt.FormatVersion, crypt.FormatV1} {
+			if _, err := c.k.OpenMeta(sealed, crypt.SymlinkAD(v, e.dirIV, name)); err == nil {
+				return
+			}
 		}
 	}
 	c.report(e, BadSymlink, "symlink target fails authentication (or was moved from another link)")

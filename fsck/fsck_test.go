@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -510,4 +511,75 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A sync tool's conflict copies (Syncthing's VAULTNAME.sync-conflict-...)
+// of a file, a long-named file whose original is gone, and a link sealed to
+// its name are no damage: checked under the name the mount shows, and a
+// repair leaves them, and the sidecar they share, in place.
+func TestConflictCopies(t *testing.T) {
+	v := newTestVault(t)
+	m := v.build()
+	const marker = ".sync-conflict-20240102-150405-ABCDEF2"
+	docs := m["docs"]
+	iv, err := crypt.ParseDirIV(mustRead(t, filepath.Join(docs, crypt.DirIVName)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := v.name(docs, "link2")
+	sealed := v.k.SealMeta([]byte("target"), crypt.SymlinkAD(crypt.FormatVersion, iv, "link2"))
+	if err := os.Symlink(base64.RawURLEncoding.EncodeToString(sealed), link+marker); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{m["report"], m["long"]} {
+		if err := os.WriteFile(p+marker, mustRead(t, p), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(m["long"]); err != nil {
+		t.Fatal(err)
+	}
+	rep := v.check(true)
+	if len(rep.Problems) != 0 || len(rep.Moves) != 0 {
+		t.Fatalf("conflict copies: problems %+v, moves %+v", rep.Problems, rep.Moves)
+	}
+	if rep.Files != 7 || rep.Symlinks != 2 {
+		t.Errorf("counts: %+v", rep)
+	}
+	for _, p := range []string{m["report"] + marker, m["long"] + marker, crypt.SidecarName(filepath.Base(m["long"]))} {
+		if _, err := os.Lstat(filepath.Join(docs, filepath.Base(p))); err != nil {
+			t.Errorf("%s: %v", filepath.Base(p), err)
+		}
+	}
+	// A directory made on two devices: the IV it lost kept as a copy, the
+	// entries named under it checked under it, under the name the mount
+	// shows them by.
+	private := m["private"]
+	if err := os.Rename(filepath.Join(private, crypt.DirIVName), filepath.Join(private, crypt.DirIVName+marker)); err != nil {
+		t.Fatal(err)
+	}
+	v.mkdirIV(private)
+	if rep := v.check(false); len(rep.Problems) != 0 {
+		t.Errorf("lost directory IV: problems %+v", rep.Problems)
+	}
+	flipByte(t, m["report"]+marker, crypt.HeaderSize+20)
+	flipByte(t, m["secret"], crypt.HeaderSize+20)
+	rep = v.check(false)
+	var paths []string
+	for _, p := range rep.Problems {
+		paths = append(paths, p.Path)
+	}
+	slices.Sort(paths)
+	if want := []string{"/Documents/report" + marker + ".odt", "/Videos/private/secret" + marker + ".txt"}; !slices.Equal(paths, want) {
+		t.Errorf("damaged copies reported as %q, want %q", paths, want)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

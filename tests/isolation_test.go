@@ -388,8 +388,10 @@ func TestEncryptedNameWithoutHeader(t *testing.T) {
 }
 
 // Files a sync tool drops into the vault never crash the daemon: names in
-// cryptpt's namespace that do not decrypt are skipped with a log line, other
-// names are shown as plaintext entries.
+// cryptpt's namespace that do not decrypt are skipped with a log line, a
+// conflict copy of an encrypted entry is shown under its decrypted name
+// (conflict_test.go), Syncthing's own files are hidden quietly, other names
+// are shown as plaintext entries.
 func TestForeignSyncFiles(t *testing.T) {
 	tv := cfs.NewTestVault(t, cfs.TestOptions{})
 	secret := canary(t, 10000)
@@ -402,8 +404,9 @@ func TestForeignSyncFiles(t *testing.T) {
 
 	ciphertext, err := os.ReadFile(filepath.Join(tv.Backing, storedA))
 	must(t, err)
+	conflictCopy := storedA + ".sync-conflict-20240101-120000-ABCDEFG"
 	skipped := []string{
-		storedA + ".sync-conflict-20240101-120000-ABCDEFG",
+		"~~cXYZ.sync-conflict-20240102-150405-ABCDEF2",
 		"~~cXYZ.sync-conflict-20240101",
 		storedA + "~",
 		"~~c!!not-base64!!",
@@ -413,12 +416,13 @@ func TestForeignSyncFiles(t *testing.T) {
 		"~~zz-unknown-kind",
 		"~~",
 	}
-	shown := []string{".stfolder", ".stignore", "x.part", ".syncthing.a.tmp", "desktop.ini"}
-	for _, n := range skipped {
+	shown := []string{"x.part", "desktop.ini"}
+	quiet := []string{".stfolder", ".stignore", ".syncthing.a.tmp"}
+	for _, n := range append(skipped, conflictCopy) {
 		must(t, os.WriteFile(filepath.Join(tv.Backing, n), ciphertext, 0o644))
 	}
 	must(t, os.WriteFile(filepath.Join(tv.Backing, storedD, "~~c.conflict"), ciphertext, 0o644))
-	for _, n := range shown {
+	for _, n := range append(shown, quiet...) {
 		if n == ".stfolder" {
 			must(t, os.Mkdir(filepath.Join(tv.Backing, n), 0o755))
 			continue
@@ -432,6 +436,14 @@ func TestForeignSyncFiles(t *testing.T) {
 		if !slices.Contains(names, n) {
 			t.Errorf("foreign plaintext entry %s not shown: %v", n, names)
 		}
+	}
+	for _, n := range quiet {
+		if slices.Contains(names, n) || strings.Contains(tv.Log(), n) {
+			t.Errorf("Syncthing's %s shown or logged: %v\n%s", n, names, tv.Log())
+		}
+	}
+	if got, err := os.ReadFile(tv.Path("a.sync-conflict-20240101-120000-ABCDEFG")); err != nil || !bytes.Equal(got, secret) {
+		t.Errorf("conflict copy of a: %v", err)
 	}
 	for _, n := range names {
 		if strings.HasPrefix(n, crypt.ReservedPrefix) {

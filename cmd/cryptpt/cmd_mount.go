@@ -60,7 +60,7 @@ func runMount(args []string) error {
 	fl.StringVar(&mf.logFile, "log", "", "append the daemon's log to `FILE` (default: syslog when in the background)")
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
 	fl.BoolVar(&mf.logNames, "log-names", false, "name entries by their plaintext path in the daemon's log (default: by inode number and vault name only)")
-	fl.BoolVar(&mf.sharedStorage, "shared-storage", false, "the vault may change behind this mount (another machine, a sync tool): cache nothing")
+	fl.BoolVar(&mf.sharedStorage, "shared-storage", false, "the vault is on a network filesystem that another machine changes (NFS, SMB, sshfs: no inotify events here): cache nothing. Not needed for a sync tool writing a local vault")
 	fl.BoolVar(&mf.writeback, "writeback", true, "the kernel's writeback cache wherever passthrough is not used (much faster small encrypted writes); --writeback=false turns it off")
 	fl.DurationVar(&mf.idle, "idle", 0, "unmount after `DURATION` with no open file and no access (e.g. 30m; 0 = never)")
 	pos, err := parseFlags(fl, args)
