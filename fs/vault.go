@@ -180,10 +180,43 @@ func CheckVaultLock(backing string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
-		return ErrVaultInUse
+	return flockVault(fd, backing)
+}
+
+// lockWait bounds how long flockVault waits for a daemon that is going
+// away: after a plain umount(8) the daemon still closes its files before the
+// kernel drops its lock, and "umount; mount" must work.
+const lockWait = 10 * time.Second
+
+// flockVault takes the vault lock on fd. While the lock is held but no
+// mount of backing is listed, its holder is starting or stopping, so it
+// waits up to lockWait; a listed mount is in use now.
+func flockVault(fd int, backing string) error {
+	deadline := time.Now().Add(lockWait)
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EWOULDBLOCK {
+			return err
+		}
+		if vaultMounted(backing) || time.Now().After(deadline) {
+			return ErrVaultInUse
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return nil
+}
+
+// vaultMounted reports whether a cryptpt mount of backing is listed.
+func vaultMounted(backing string) bool {
+	mounts, err := mountinfo.Read()
+	if err != nil {
+		return true
+	}
+	for _, m := range mounts {
+		if m.FSType == "fuse."+FsName && filepath.Clean(m.Source) == filepath.Clean(backing) {
+			return true
+		}
+	}
+	return false
 }
 
 // lock takes an exclusive flock on the vault root for a read-write mount, so
@@ -198,10 +231,10 @@ func (v *vault) lock() error {
 	if err != nil {
 		return fmt.Errorf("open vault %s to lock it: %w", v.opts.Backing, err)
 	}
-	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := flockVault(fd, v.opts.Backing); err != nil {
 		unix.Close(fd)
-		if err == unix.EWOULDBLOCK {
-			return ErrVaultInUse
+		if err == ErrVaultInUse {
+			return err
 		}
 		return fmt.Errorf("lock vault %s: %w", v.opts.Backing, err)
 	}

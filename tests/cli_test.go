@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -396,6 +397,54 @@ func TestDaemonDiesBeforeReady(t *testing.T) {
 	}
 }
 
+// After a plain umount(8) the daemon still holds the vault's lock while it
+// closes its files; a mount right then waits for it instead of calling the
+// vault "already mounted read-write" (CI hit that in "umount; mount"). The
+// test holds the lock as such a daemon would and lets go only once the
+// mount is seen holding the vault open, waiting: a mount that gives up at
+// once has exited by then and fails the test.
+func TestMountWaitsForStoppingDaemon(t *testing.T) {
+	v := newCLIVault(t)
+	holder, err := os.Open(v.backing)
+	must(t, err)
+	defer holder.Close()
+	must(t, syscall.Flock(int(holder.Fd()), syscall.LOCK_EX))
+	cmd := exec.Command(binary, "mount", "--config", v.config, "--passfile", v.pwfile, "--log", v.log, v.backing, v.mnt)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	t.Cleanup(func() {
+		if m, _ := cfs.FindMount(v.mnt); m == v.mnt {
+			cryptpt("unmount", v.mnt)
+		}
+	})
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for !holdsOpen(cmd.Process.Pid, v.backing) {
+		select {
+		case err := <-exited:
+			t.Fatalf("mount gave up while the vault was locked by a daemon with no mount: %v\n%s", err, out.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	holder.Close()
+	if err := <-exited; err != nil {
+		t.Fatalf("mount after the lock was let go: %v\n%s", err, out.String())
+	}
+	must(t, os.WriteFile(v.path("f"), []byte("x"), 0o644))
+}
+
+// holdsOpen reports whether process pid has dir open.
+func holdsOpen(pid int, dir string) bool {
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && target == dir {
+			return true
+		}
+	}
+	return false
+}
+
 // "cryptpt unmount" returns once the daemon has let go of the vault, so a
 // mount right after it does not find the vault "already mounted
 // read-write" (it did, now and then, on a loaded machine). The daemon is
@@ -422,7 +471,7 @@ func TestUnmountReleasesVault(t *testing.T) {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("unmount: %v\n%s", err, out.String())
 		}
-		if err := cfs.CheckVaultLock(v.backing); err != nil {
+		if err := tryLockVault(v.backing); err != nil {
 			t.Fatalf("round %d: the vault is still locked when unmount returns: %v", round, err)
 		}
 	}
@@ -430,4 +479,14 @@ func TestUnmountReleasesVault(t *testing.T) {
 	if got, err := os.ReadFile(v.path("f")); err != nil || string(got) != "x" {
 		t.Errorf("after unmount and mount: %q, %v", got, err)
 	}
+}
+
+// tryLockVault takes and drops the vault's lock without waiting.
+func tryLockVault(backing string) error {
+	f, err := os.Open(backing)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 }
