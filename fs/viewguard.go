@@ -45,10 +45,14 @@ const (
 	guardStopFd = 5 // read end of a pipe the daemon closes to stop the guard
 )
 
-// IsViewGuard reports whether this process was started as a view's guard.
-// The main function of anything that mounts (cmd/cryptpt, test binaries)
-// calls RunViewGuard first thing when it is.
-func IsViewGuard() bool { return os.Getenv(viewGuardEnv) != "" }
+// init turns a process started as a view's guard into the guard before
+// anything else runs, in every program that mounts (cryptpt, and test
+// binaries, whose own tests must not run again as the guard).
+func init() {
+	if os.Getenv(viewGuardEnv) != "" {
+		os.Exit(runViewGuard())
+	}
+}
 
 // viewGuard is the daemon's end of the guard.
 type viewGuard struct {
@@ -92,17 +96,30 @@ func startViewGuard(dev, root int) (*viewGuard, error) {
 	return &viewGuard{cmd: cmd, stop: w}, nil
 }
 
-// close ends the guard and waits for it.
+// guardStopWait bounds how long close waits for the guard to go.
+const guardStopWait = 5 * time.Second
+
+// close ends the guard and waits for it, killing it if it does not go.
 func (g *viewGuard) close() {
 	if g == nil {
 		return
 	}
 	g.stop.Close()
-	g.cmd.Wait()
+	done := make(chan struct{})
+	go func() {
+		g.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(guardStopWait):
+		g.cmd.Process.Kill()
+		<-done
+	}
 }
 
-// RunViewGuard runs the guard (see above) and returns its exit code.
-func RunViewGuard() int {
+// runViewGuard runs the guard (see above) and returns its exit code.
+func runViewGuard() int {
 	pid, err := strconv.Atoi(os.Getenv(viewGuardEnv))
 	if err != nil {
 		return 2

@@ -23,9 +23,6 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	if cfs.IsViewGuard() {
-		os.Exit(cfs.RunViewGuard())
-	}
 	dir, err := os.MkdirTemp("", "cryptpt-tests-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

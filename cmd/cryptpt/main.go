@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	"cryptpt/fs"
 )
 
 // version is set by the Makefile from git describe.
@@ -56,9 +55,6 @@ func commands() []command {
 }
 
 func main() {
-	if fs.IsViewGuard() {
-		os.Exit(fs.RunViewGuard())
-	}
 	harden()
 	os.Exit(run(os.Args[1:]))
 }
