@@ -166,11 +166,21 @@ func (n *node) timesOfGone(errno syscall.Errno, in *fuse.SetAttrIn, out *fuse.At
 }
 
 func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if vf := n.openView(f); vf != nil {
+	vf := n.openView(f)
+	if vf == nil && in.Valid&viewOwned != 0 && n.viewID.Load() != 0 {
+		vf = n.openViewBriefly()
+	}
+	if vf != nil {
 		rest, errno := n.setattrInView(ctx, vf, in)
 		vf.Close()
 		if errno != 0 {
 			return errno
+		}
+		if killRequest(rest) && !killRequest(in) {
+			// All it asked was the view's (a size or times): what is
+			// left is no chown(-1, -1), whose set-id clearing it would
+			// get below.
+			return n.Getattr(ctx, f, out)
 		}
 		in = rest
 		if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 || killRequest(in) {
@@ -186,6 +196,35 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		return errno
 	}
 	return n.Getattr(ctx, f, out)
+}
+
+// openViewBriefly opens the node's file in the view for a change of size
+// or times by name, or returns nil. The view still knows the file (it may
+// write back what it cached after the last close, and keeps the size):
+// changed below it, the view and the vault would disagree. The file it
+// returns is the caller's to close.
+func (n *node) openViewBriefly() *os.File {
+	w := n.v.view
+	if w == nil || !n.isEnc() {
+		return nil
+	}
+	bf, errno := n.openBacking(unix.O_RDWR)
+	if errno != 0 {
+		return nil
+	}
+	h, _, errno := n.openThroughView(w, bf, unix.O_RDWR, 0)
+	if errno != 0 {
+		return nil
+	}
+	vh := h.(*viewFile)
+	fd, err := unix.FcntlInt(vh.f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if w.track(vh, false) {
+		vh.close()
+	}
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), vh.f.Name())
 }
 
 // setattrVault changes the attributes of the vault entry.
