@@ -154,6 +154,13 @@ func (n *node) trackView(f *os.File, open bool) {
 	n.views[f] = struct{}{}
 }
 
+// viewOpen reports whether the node has an open handle in the view.
+func (n *node) viewOpen() bool {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	return len(n.views) > 0
+}
+
 // dupView returns a duplicate of one of the node's open view files, or
 // nil; the caller closes it.
 func (n *node) dupView() *os.File {

@@ -145,11 +145,15 @@ func (n *node) openThroughView(w *view, f *os.File, flags, fuseFlags uint32) (go
 	if left := w.takePending(id); left != nil {
 		left.Close() // the view had it cached and opened no backing file
 	}
+	if errno == 0 {
+		// Under viewMu, so that the watcher never retires the node
+		// between the open and this (view.retireIdle).
+		n.trackView(vf, true)
+	}
 	n.viewMu.Unlock()
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	n.trackView(vf, true)
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		// FLUSH brings the view's write-back errors to close().
 		fuseFlags &^= fuse.FOPEN_NOFLUSH

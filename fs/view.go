@@ -318,6 +318,20 @@ func (w *view) retire(n *node) {
 	}
 }
 
+// retireIdle retires n unless it is open in the view, atomically with
+// respect to opens (openThroughView): two view files of one vault file at
+// once would each cache a size of their own.
+func (w *view) retireIdle(n *node) {
+	if w == nil {
+		return
+	}
+	n.viewMu.Lock()
+	defer n.viewMu.Unlock()
+	if !n.viewOpen() {
+		w.retire(n)
+	}
+}
+
 func (w *view) inode(id uint64) *gofs.Inode {
 	root := w.rootInode()
 	if root == nil {
