@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
 )
 
 // version is set by the Makefile from git describe.
