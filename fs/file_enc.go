@@ -34,6 +34,11 @@ type encFile struct {
 	quiet     bool
 	// userNoatime: the user opened with O_NOATIME, so its reads keep it.
 	userNoatime bool
+	// inView says the handle serves the view (view.go): the writes and
+	// allocations it gets are the view's write-back, whose writers the
+	// user's mount checked and cleared set-id bits for (killRequest); the
+	// view's own requests carry the daemon as caller.
+	inView bool
 }
 
 // newEncFile makes a handle of f, which openBacking opened with O_NOATIME
@@ -187,6 +192,9 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 			return 0, errno
 		}
 	}
+	if errno := h.reserve(off, int64(len(data))); errno != 0 {
+		return 0, errno
+	}
 	tail := h.saveTail(size, off+int64(len(data)))
 	if _, err := n.v.content.WriteAt(h.f, n.hdr, data, off, size); err != nil {
 		if errors.Is(err, crypt.ErrAuth) || errors.Is(err, crypt.ErrSize) {
@@ -197,7 +205,7 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 		return 0, toErrno(err)
 	}
 	n.v.stats.encBytes.Add(int64(len(data)))
-	n.afterWrite(ctx, h.f)
+	n.afterWrite(ctx, h.f, !h.inView)
 	return uint32(len(data)), 0
 }
 
@@ -253,6 +261,23 @@ func (n *node) keepCache(f *os.File) bool {
 	keep := now.valid && now == n.cached && !n.v.opts.SharedStorage
 	n.cached = now
 	return keep
+}
+
+// reserve makes the vault's filesystem allocate the blocks a write of
+// length bytes at plaintext offset off will store, before it stores any:
+// a full disk then fails the write with nothing written. Without it, a
+// block written into a hole (a sparse file, or the writeback cache writing
+// pages back out of order) could be cut off by ENOSPC half-way and fail
+// authentication from then on. Filesystems that cannot reserve (no
+// fallocate) go without.
+func (h *encFile) reserve(off, length int64) syscall.Errno {
+	start := crypt.CipherOffset(crypt.BlockNo(off))
+	end := crypt.CipherSize(off + length)
+	err := unix.Fallocate(int(h.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, start, end-start)
+	if err == unix.ENOSPC || err == unix.EDQUOT {
+		return toErrno(err)
+	}
+	return 0
 }
 
 // saveTail keeps a copy of the partial last block before a write that
@@ -352,7 +377,9 @@ func (h *encFile) Allocate(ctx context.Context, off, size uint64, mode uint32) s
 	if mode&^unix.FALLOC_FL_KEEP_SIZE != 0 {
 		return syscall.EOPNOTSUPP
 	}
-	clearSetID(ctx, h.f)
+	if !h.inView {
+		clearSetID(ctx, h.f)
+	}
 	end := int64(off + size)
 	if mode&unix.FALLOC_FL_KEEP_SIZE == 0 {
 		// The size is read and extended under one hold of contentMu,

@@ -43,7 +43,7 @@ func (h *plainFile) Write(ctx context.Context, data []byte, off int64) (uint32, 
 	defer h.n.contentMu.Unlock()
 	n, errno := h.lf.Write(ctx, data, off)
 	h.n.v.stats.plainBytes.Add(int64(n))
-	h.n.afterWrite(ctx, h.f)
+	h.n.afterWrite(ctx, h.f, true)
 	return n, errno
 }
 

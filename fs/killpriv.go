@@ -107,13 +107,15 @@ func chownKill(ctx context.Context, st *syscall.Stat_t) uint32 {
 // bits and records the backing file's new state for the page cache
 // (keepCache), with one fstat unless the mode had to change. The caller
 // holds n.contentMu.
-func (n *node) afterWrite(ctx context.Context, f *os.File) {
+// With kill false (a write the view writes back, whose writer the user's
+// mount already checked) it leaves set-id bits alone.
+func (n *node) afterWrite(ctx context.Context, f *os.File, kill bool) {
 	var st syscall.Stat_t
 	if syscall.Fstat(int(f.Fd()), &st) != nil {
 		n.cached = backingState{}
 		return
 	}
-	if clearSetIDStat(ctx, f, &st) && syscall.Fstat(int(f.Fd()), &st) != nil {
+	if kill && clearSetIDStat(ctx, f, &st) && syscall.Fstat(int(f.Fd()), &st) != nil {
 		n.cached = backingState{}
 		return
 	}

@@ -119,6 +119,15 @@ func MountVault(mountpoint string, o Options) (_ *Mount, err error) {
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
+	if v.wantsView() {
+		// Before the user's mount serves anything, so that every
+		// encrypted open of it goes through the view.
+		if w, err := mountView(v); err != nil {
+			v.logf("encrypted files without the writeback cache: cannot mount the view: %v", err)
+		} else {
+			v.view = w
+		}
+	}
 	root := v.newNode(false)
 	root.ino.Store(rootSt.Ino)
 	// The umask is applied by umaskFS, which knows about default ACLs.
@@ -156,6 +165,14 @@ func MountVault(mountpoint string, o Options) (_ *Mount, err error) {
 	m.probePassthrough()
 	if helperErr != nil && !v.opts.NoPassthrough {
 		v.setPassthrough(false, fmt.Sprintf("the passthrough helper %s failed: %v", o.Ptreg, helperErr))
+	}
+	if v.writeback {
+		var st unix.Stat_t
+		if err := unix.Stat(mountpoint, &st); err == nil {
+			if err := tuneWriteback(st.Dev); err != nil && o.Debug {
+				v.logf("the kernel's default share of dirty pages: %v", err)
+			}
+		}
 	}
 	return m, nil
 }
@@ -240,6 +257,17 @@ func (v *vault) useWriteback() bool {
 		return false
 	}
 	return !v.policy().HasPlaintextRules() || v.opts.NoPassthrough || (!CanMount() && !v.usesHelper())
+}
+
+// wantsView reports whether encrypted files go through the view (view.go):
+// in a mount that will use passthrough, where the kernel refuses the
+// writeback cache, and wherever the writeback cache is not turned off.
+func (v *vault) wantsView() bool {
+	o := v.opts
+	if o.ReadOnly || o.SharedStorage || o.NoWriteback || o.NoPassthrough || v.useWriteback() {
+		return false
+	}
+	return CanMount() || v.usesHelper()
 }
 
 // usesHelper reports whether backing files go through cryptpt-ptreg: a

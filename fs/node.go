@@ -78,6 +78,15 @@ type node struct {
 	// re-sealed by a rename), so that no new vault entry gets that number
 	// while the mount still shows it; -1 without one (pinFd).
 	pin int
+	// views are the view files of this node's open handles in a mixed
+	// mount (view.go): sizes and times change through them. Guarded by
+	// filesMu.
+	views map[*os.File]struct{}
+	// viewID is the node's file number in the view, 0 for none yet.
+	viewID atomic.Uint64
+	// viewMu serializes opens through the view, each of which hands the
+	// view one backing file (view.pending).
+	viewMu sync.Mutex
 	// passthrough is the I/O mode of a plaintext file's open handles. The
 	// kernel fails an open (EIO) that would mix passthrough and
 	// daemon-served opens of one inode, so while any handle is open every
@@ -129,6 +138,76 @@ func (n *node) openCount() int {
 	n.filesMu.Lock()
 	defer n.filesMu.Unlock()
 	return len(n.files)
+}
+
+// trackView records an open (or, with open false, closed) view file of n.
+func (n *node) trackView(f *os.File, open bool) {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	if !open {
+		delete(n.views, f)
+		return
+	}
+	if n.views == nil {
+		n.views = map[*os.File]struct{}{}
+	}
+	n.views[f] = struct{}{}
+}
+
+// viewOpen reports whether the node has an open handle in the view.
+func (n *node) viewOpen() bool {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	return len(n.views) > 0
+}
+
+// dupView returns a duplicate of one of the node's open view files, or
+// nil; the caller closes it.
+func (n *node) dupView() *os.File {
+	n.filesMu.Lock()
+	defer n.filesMu.Unlock()
+	for f := range n.views {
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil
+		}
+		return os.NewFile(uintptr(fd), f.Name())
+	}
+	return nil
+}
+
+// reopenOpenFile opens the backing file of one of the node's open handles
+// once more, as openBacking would (read-write, O_NOATIME for an encrypted
+// file), through its /proc magic link: the same file whatever happened to
+// its name. Where the daemon may not open it so, it returns a duplicate of
+// the fd (which shares its flags); nil without open handles.
+func (n *node) reopenOpenFile() *os.File {
+	of := n.dupOpenFile()
+	if of == nil {
+		return nil
+	}
+	how := unix.O_RDWR | unix.O_CLOEXEC | unix.O_NONBLOCK
+	if n.isEnc() {
+		how |= unix.O_NOATIME
+	}
+	fd, err := unix.Open(fdPath(of), how, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(fdPath(of), how&^unix.O_NOATIME, 0)
+	}
+	var a, b unix.Stat_t
+	if err == nil && (unix.Fstat(fd, &a) != nil || unix.Fstat(int(of.Fd()), &b) != nil || a.Ino != b.Ino || a.Dev != b.Dev) {
+		unix.Close(fd)
+		err = unix.ESTALE
+	}
+	if err != nil {
+		return of
+	}
+	name := of.Name()
+	of.Close()
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil {
+		unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	}
+	return os.NewFile(uintptr(fd), name)
 }
 
 // dupOpenFile returns a duplicate of the backing fd of one of the node's

@@ -19,6 +19,29 @@ type fdHolder interface {
 var _ = (gofs.NodeGetattrer)((*node)(nil))
 
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if errno := n.getattrVault(f, out); errno != 0 {
+		return errno
+	}
+	if vf := n.openView(f); vf != nil {
+		// The view's kernel holds the size and times of what it has not
+		// written back yet.
+		var st syscall.Stat_t
+		err := syscall.Fstat(int(vf.Fd()), &st)
+		vf.Close()
+		if err != nil {
+			return toErrno(err)
+		}
+		out.Size, out.Blocks = uint64(st.Size), uint64(st.Blocks)
+		out.Mtime, out.Mtimensec = uint64(st.Mtim.Sec), uint32(st.Mtim.Nsec)
+		if ctime := st.Ctim; ctime.Nano() > int64(out.Ctime)*1e9+int64(out.Ctimensec) {
+			out.Ctime, out.Ctimensec = uint64(ctime.Sec), uint32(ctime.Nsec)
+		}
+	}
+	return 0
+}
+
+// getattrVault reports the attributes of the vault entry.
+func (n *node) getattrVault(f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var st syscall.Stat_t
 	fd, stored, flags, done, errno := n.attrTarget(f, false)
 	if errno != 0 {
@@ -46,21 +69,95 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 	return 0
 }
 
+// openView returns a duplicate of a view file of n, the handle's if it is
+// one (view.go), or nil; the caller closes it.
+func (n *node) openView(f gofs.FileHandle) *os.File {
+	if n.v.view == nil || !n.isEnc() {
+		return nil
+	}
+	if h, ok := f.(*viewFile); ok {
+		if fd, err := unix.FcntlInt(h.f.Fd(), unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			return os.NewFile(uintptr(fd), h.f.Name())
+		}
+	}
+	return n.dupView()
+}
+
+// setMtime sets the vault entry's mtime, leaving atime.
+func (n *node) setMtime(mtime syscall.Timespec) {
+	fd, stored, flags, done, errno := n.attrTarget(nil, true)
+	if errno != 0 {
+		return
+	}
+	defer done()
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.Timespec(mtime)}
+	unix.UtimesNanoAt(fd, stored, ts, flags)
+}
+
+// setattrInView changes size and times of an encrypted file open through
+// the view there, so that the view's cache agrees (its kernel writes its
+// own times back otherwise), and returns what is left to change.
+// viewOwned are the attributes the view's kernel keeps for itself.
+const viewOwned = fuse.FATTR_SIZE | fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW
+
+func (n *node) setattrInView(ctx context.Context, vf *os.File, in *fuse.SetAttrIn) (*fuse.SetAttrIn, syscall.Errno) {
+	const viewed = viewOwned
+	if in.Valid&viewed == 0 {
+		return in, 0
+	}
+	if size, ok := in.GetSize(); ok {
+		if errno := n.refuseQuarantined("truncate"); errno != 0 {
+			return nil, errno
+		}
+		if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 {
+			// The view's requests carry the daemon as caller: clear
+			// here, for the caller the kernel asked for.
+			if of := n.dupOpenFile(); of != nil {
+				clearSetID(ctx, of)
+				of.Close()
+			}
+		}
+		if err := unix.Ftruncate(int(vf.Fd()), int64(size)); err != nil {
+			return nil, toErrno(err)
+		}
+	}
+	atime, aok := in.GetATime()
+	mtime, mok := in.GetMTime()
+	if aok || mok {
+		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+		if aok {
+			ts[0] = unix.Timespec{Sec: atime.Unix(), Nsec: int64(atime.Nanosecond())}
+		}
+		if mok {
+			ts[1] = unix.Timespec{Sec: mtime.Unix(), Nsec: int64(mtime.Nanosecond())}
+		}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(vf), ts, 0); err != nil {
+			return nil, toErrno(err)
+		}
+	}
+	rest := *in
+	rest.Valid &^= viewed
+	return &rest, 0
+}
+
 var _ = (gofs.NodeSetattrer)((*node)(nil))
 
 func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	errno := n.setattr(ctx, f, in, out)
+	return n.timesOfGone(n.setattr(ctx, f, in, out), in, out)
+}
+
+// timesOfGone turns ENOENT for a SETATTR of times alone into success. The
+// kernel's writeback cache writes cached times back right after an unlink
+// or a rename over the entry (fuse_flush_time_update), and turns a failure
+// into EIO on the next close() of whoever still has the file open, or is
+// opening it. The entry has no name and no open handle here: there is
+// nothing left to stamp, which is success. The kernel ignores the
+// attributes of that reply; they are marked as not cacheable.
+func (n *node) timesOfGone(errno syscall.Errno, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if errno == syscall.ENOENT && timesOnly(in) {
-		// The kernel's writeback cache writes cached times back right
-		// after an unlink or a rename over the entry
-		// (fuse_flush_time_update), and turns a failure into EIO on the
-		// next close() of whoever still has the file open, or is opening
-		// it. The entry has no name and no open handle here: there is
-		// nothing left to stamp, which is success. The kernel ignores
-		// the attributes of that reply; they are marked as not cacheable.
 		out.Attr = fuse.Attr{Ino: n.ino.Load(), Mode: n.StableAttr().Mode}
 		out.SetTimeout(0)
 		return 0
@@ -69,6 +166,69 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 }
 
 func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	vf := n.openView(f)
+	if vf == nil && in.Valid&viewOwned != 0 && n.viewID.Load() != 0 {
+		vf = n.openViewBriefly()
+	}
+	if vf != nil {
+		rest, errno := n.setattrInView(ctx, vf, in)
+		vf.Close()
+		if errno != 0 {
+			return errno
+		}
+		if killRequest(rest) && !killRequest(in) {
+			// All it asked was the view's (a size or times): what is
+			// left is no chown(-1, -1), whose set-id clearing it would
+			// get below.
+			return n.Getattr(ctx, f, out)
+		}
+		in = rest
+		if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 || killRequest(in) {
+			// Changed in the vault below: the view asks again.
+			defer n.v.view.invalidateAttrs(n)
+		}
+	} else if n.isEnc() && in.Valid&viewOwned != 0 {
+		// The view keeps the size and times of what it holds cached:
+		// after they change in the vault, it starts afresh.
+		defer n.v.view.retire(n)
+	}
+	if errno := n.setattrVault(ctx, f, in); errno != 0 {
+		return errno
+	}
+	return n.Getattr(ctx, f, out)
+}
+
+// openViewBriefly opens the node's file in the view for a change of size
+// or times by name, or returns nil. The view still knows the file (it may
+// write back what it cached after the last close, and keeps the size):
+// changed below it, the view and the vault would disagree. The file it
+// returns is the caller's to close.
+func (n *node) openViewBriefly() *os.File {
+	w := n.v.view
+	if w == nil || !n.isEnc() {
+		return nil
+	}
+	bf, errno := n.openBacking(unix.O_RDWR)
+	if errno != 0 {
+		return nil
+	}
+	h, _, errno := n.openThroughView(w, bf, unix.O_RDWR, 0)
+	if errno != 0 {
+		return nil
+	}
+	vh := h.(*viewFile)
+	fd, err := unix.FcntlInt(vh.f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if w.track(vh, false) {
+		vh.close()
+	}
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), vh.f.Name())
+}
+
+// setattrVault changes the attributes of the vault entry.
+func (n *node) setattrVault(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
 	fd, stored, flags, done, errno := n.attrTarget(f, true)
 	if errno != 0 {
 		return errno
@@ -117,7 +277,7 @@ func (n *node) setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 			return toErrno(err)
 		}
 	}
-	return n.Getattr(ctx, f, out)
+	return 0
 }
 
 // killRequest reports whether a SETATTR asks for no attribute: what the

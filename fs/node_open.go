@@ -38,6 +38,16 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		}
 		want, fallback = unix.O_RDONLY, -1
 	}
+	f, errno := n.openBackingFor(want, fallback)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return n.handle(ctx, f, flags)
+}
+
+// openBackingFor opens the backing file with access want, else fallback
+// (-1 for none), else as its owner (openBackingOwner).
+func (n *node) openBackingFor(want, fallback int) (*os.File, syscall.Errno) {
 	f, errno := n.openBacking(want)
 	if (errno == syscall.EACCES || errno == syscall.EROFS || errno == syscall.EPERM) && fallback >= 0 {
 		f, errno = n.openBacking(fallback)
@@ -45,10 +55,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if errno == syscall.EACCES {
 		f, errno = n.openBackingOwner(want)
 	}
-	if errno != 0 {
-		return nil, 0, errno
-	}
-	return n.handle(ctx, f, flags)
+	return f, errno
 }
 
 // handle wraps an opened backing file in the handle type the entry's mode
@@ -66,29 +73,14 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 		fuseFlags = fuse.FOPEN_NOFLUSH
 	}
 	if n.isEnc() {
-		var errno syscall.Errno
-		if flags&syscall.O_TRUNC != 0 {
-			errno = n.truncateEnc(f, 0)
+		if w := n.v.view; w != nil {
+			return n.openThroughView(w, f, flags, fuseFlags)
 		}
-		if errno == 0 {
-			// Encrypted files never use passthrough, so they may keep
-			// the page cache across opens while nobody else wrote them.
-			n.contentMu.Lock()
-			if errno = n.loadHeader(f); errno == 0 && n.keepCache(f) {
-				fuseFlags |= fuse.FOPEN_KEEP_CACHE
-			}
-			n.contentMu.Unlock()
-		}
+		h, cacheFlags, errno := n.encHandle(f, flags)
 		if errno != 0 {
-			f.Close()
 			return nil, 0, errno
 		}
-		n.v.stats.encOpens.Add(1)
-		n.trackOpen(f)
-		h := newEncFile(n, f)
-		// The kernel let the caller ask (owner or CAP_FOWNER).
-		h.userNoatime = flags&syscall.O_NOATIME != 0
-		return h, fuseFlags, 0
+		return h, fuseFlags | cacheFlags, 0
 	}
 	if flags&syscall.O_TRUNC != 0 {
 		if err := f.Truncate(0); err != nil {
@@ -110,6 +102,65 @@ func (n *node) handle(ctx context.Context, f *os.File, flags uint32) (gofs.FileH
 	}
 	n.contentMu.Unlock()
 	return pf, fuseFlags, 0
+}
+
+// encHandle serves the encrypted backing file f decrypted by the daemon,
+// and says whether the kernel may keep its cached pages. It takes
+// ownership of f.
+func (n *node) encHandle(f *os.File, flags uint32) (*encFile, uint32, syscall.Errno) {
+	var fuseFlags uint32
+	var errno syscall.Errno
+	if flags&syscall.O_TRUNC != 0 {
+		errno = n.truncateEnc(f, 0)
+	}
+	if errno == 0 {
+		// No passthrough of ciphertext, so the kernel may keep the page
+		// cache across opens while nobody else wrote the file.
+		n.contentMu.Lock()
+		if errno = n.loadHeader(f); errno == 0 && n.keepCache(f) {
+			fuseFlags |= fuse.FOPEN_KEEP_CACHE
+		}
+		n.contentMu.Unlock()
+	}
+	if errno != 0 {
+		f.Close()
+		return nil, 0, errno
+	}
+	n.v.stats.encOpens.Add(1)
+	n.trackOpen(f)
+	h := newEncFile(n, f)
+	// The kernel let the caller ask (owner or CAP_FOWNER).
+	h.userNoatime = flags&syscall.O_NOATIME != 0
+	return h, fuseFlags, 0
+}
+
+// openThroughView opens the encrypted file, whose backing file f the
+// caller opened, through the view (view.go) and returns a viewFile. It
+// takes ownership of f, which the view's handle gets.
+func (n *node) openThroughView(w *view, f *os.File, flags, fuseFlags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	n.viewMu.Lock()
+	id := w.number(n)
+	w.setPending(id, f)
+	vf, errno := w.open(n, flags)
+	if left := w.takePending(id); left != nil {
+		left.Close() // the view had it cached and opened no backing file
+	}
+	if errno == 0 {
+		// Under viewMu, so that the watcher never retires the node
+		// between the open and this (view.retireIdle).
+		n.trackView(vf, true)
+	}
+	n.viewMu.Unlock()
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		// FLUSH brings the view's write-back errors to close().
+		fuseFlags &^= fuse.FOPEN_NOFLUSH
+	}
+	h := &viewFile{n: n, f: vf}
+	w.track(h, true)
+	return h, fuseFlags, 0
 }
 
 var _ = (gofs.NodeCreater)((*node)(nil))

@@ -9,11 +9,14 @@ import (
 	"github.com/hanwen/go-fuse/v2/posixtest"
 )
 
-// policies are the two homogeneous trees the POSIX suite runs against, plus
-// one where the root is plaintext and a subtree is encrypted again.
+// policies are the trees the POSIX suite and forBothModes run against:
+// all encrypted (the kernel's writeback cache), all plaintext (passthrough),
+// and encrypted where another area is plaintext, which serves encrypted
+// files through the view (view.go).
 var policies = map[string][]string{
 	"encrypted": nil,
 	"plaintext": {"/**"},
+	"view":      {"plain-area/"},
 }
 
 // notPosix are go-fuse cases that expect what POSIX and ext4 do not.

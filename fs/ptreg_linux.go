@@ -171,12 +171,16 @@ func mountWithHelper(mountpoint string, newFS func() fuse.RawFileSystem, opts *g
 	cb := &helperCallbacks{}
 	opts.ServerCallbacks = cb
 	raw := &initHook{RawFileSystem: newFS(), cb: cb}
+	before, err := fuseDeviceFds()
+	if err != nil {
+		return nil, nil, err
+	}
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
 		return nil, nil, err
 	}
 	var herr error
-	if fd, err := fuseDeviceFd(); err != nil {
+	if fd, err := newFuseDeviceFd(before); err != nil {
 		herr = err
 	} else if cb.h, herr = startPTHelper(helperPath, fd); herr != nil {
 		cb.h = nil
@@ -191,24 +195,40 @@ func mountWithHelper(mountpoint string, newFS func() fuse.RawFileSystem, opts *g
 	return server, cb, nil
 }
 
-// fuseDeviceFd finds this process's /dev/fuse fd; there must be exactly one.
-func fuseDeviceFd() (int, error) {
+// fuseDeviceFds lists this process's /dev/fuse fds.
+func fuseDeviceFds() (map[int]bool, error) {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
-	found := -1
+	fds := map[int]bool{}
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
 		var st unix.Stat_t
-		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != 10 || unix.Minor(st.Rdev) != 229 {
+		if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && unix.Major(st.Rdev) == 10 && unix.Minor(st.Rdev) == 229 {
+			fds[fd] = true
+		}
+	}
+	return fds, nil
+}
+
+// newFuseDeviceFd finds the /dev/fuse fd of the mount just made: the one
+// not among before (the view's connection is older).
+func newFuseDeviceFd(before map[int]bool) (int, error) {
+	now, err := fuseDeviceFds()
+	if err != nil {
+		return -1, err
+	}
+	found := -1
+	for fd := range now {
+		if before[fd] {
 			continue
 		}
 		if found >= 0 {
-			return -1, errors.New("more than one FUSE connection in this process")
+			return -1, errors.New("more than one new FUSE connection in this process")
 		}
 		found = fd
 	}

@@ -76,6 +76,10 @@ type Status struct {
 	// WritebackCache says whether the kernel merges writes in its page
 	// cache (on where passthrough is not used; see useWriteback).
 	WritebackCache bool `json:"writeback_cache"`
+	// EncryptedView says whether encrypted files are served through the
+	// view, whose writeback cache merges their writes in a mount that
+	// uses passthrough (view.go).
+	EncryptedView bool `json:"encrypted_view"`
 	// DirFds is how many backing directories the daemon holds open, of at
 	// most MaxDirFds.
 	DirFds    int `json:"directory_fds"`
@@ -103,8 +107,10 @@ type Status struct {
 	Twins []string `json:"twins"`
 
 	// Requests counts the kernel's requests by opcode, most frequent
-	// first, with the time the daemon spent answering them.
-	Requests []RequestCount `json:"requests"`
+	// first, with the time the daemon spent answering them; ViewRequests
+	// those of the view.
+	Requests     []RequestCount `json:"requests"`
+	ViewRequests []RequestCount `json:"view_requests,omitempty"`
 }
 
 func (v *vault) status() Status {
@@ -138,6 +144,10 @@ func (v *vault) status() Status {
 	st.AuthFailures = s.authFailures.Load()
 	st.HiddenEntries = s.hiddenEntries.Load()
 	st.Requests = v.requests.snapshot()
+	if v.view != nil {
+		st.EncryptedView = true
+		st.ViewRequests = v.view.requests.snapshot()
+	}
 	s.mu.Lock()
 	st.Drift = sortedKeys(s.drift)
 	st.Injected = sortedKeys(s.injected)

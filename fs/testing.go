@@ -55,8 +55,26 @@ type TestOptions struct {
 // unmounts it when the test ends.
 func NewTestVault(tb testing.TB, o TestOptions) *TestVault {
 	tb.Helper()
+	return NewTestVaultIn(tb, tb.TempDir(), o)
+}
+
+// NewTestVaultOn mounts the existing vault at backing, whose master key is
+// master, and unmounts it when the test ends.
+func NewTestVaultOn(tb testing.TB, backing string, master [32]byte, o TestOptions) *TestVault {
+	tb.Helper()
 	RequireFUSE(tb)
-	dir := tb.TempDir()
+	tv := &TestVault{Backing: backing, Mnt: filepath.Join(tb.TempDir(), "mnt"), Master: master}
+	if err := os.Mkdir(tv.Mnt, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	tv.mount(tb, o)
+	return tv
+}
+
+// NewTestVaultIn is NewTestVault with the vault and mountpoint in dir.
+func NewTestVaultIn(tb testing.TB, dir string, o TestOptions) *TestVault {
+	tb.Helper()
+	RequireFUSE(tb)
 	tv := &TestVault{Backing: filepath.Join(dir, "vault"), Mnt: filepath.Join(dir, "mnt")}
 	for _, d := range []string{tv.Backing, tv.Mnt} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -67,6 +85,13 @@ func NewTestVault(tb testing.TB, o TestOptions) *TestVault {
 	if err := InitLayout(tv.Backing); err != nil {
 		tb.Fatal(err)
 	}
+	tv.mount(tb, o)
+	return tv
+}
+
+// mount mounts tv's vault with o until the test ends.
+func (tv *TestVault) mount(tb testing.TB, o TestOptions) {
+	tb.Helper()
 	policy, err := config.NewPolicy(o.Plaintext)
 	if err != nil {
 		tb.Fatal(err)
@@ -82,7 +107,6 @@ func NewTestVault(tb testing.TB, o TestOptions) *TestVault {
 	tv.Opts.Logger = log.New(tv.log, "", 0)
 	tv.Remount(tb)
 	tb.Cleanup(func() { tv.Unmount(tb) })
-	return tv
 }
 
 // Remount mounts the vault again (after Unmount) with the same options.

@@ -84,6 +84,9 @@ type vault struct {
 	// watch turns outside changes into kernel invalidations (watch.go);
 	// nil with SharedStorage, which caches nothing.
 	watch *watcher
+	// view serves encrypted files through a writeback cache in a mixed
+	// mount (view.go); nil where it is not used.
+	view *view
 
 	// passthrough is true once the mount has verified that the kernel
 	// accepts backing files from this process. Until then, and when it
@@ -152,6 +155,7 @@ func (v *vault) touch() { v.lastActive.Store(time.Now().Unix()) }
 
 func (v *vault) close() {
 	v.watch.close()
+	v.view.close()
 	v.dirs.shrink(0)
 	if v.rootFd >= 0 {
 		unix.Close(v.rootFd)

@@ -339,6 +339,11 @@ func (w *watcher) apply(e watchEvent) {
 	case child.changedFrom(&st):
 		// Same file, other attributes or content than reported.
 		child.NotifyContent(0, 0)
+		// The view starts afresh, but not under open files: their
+		// writes, cached there, are what makes the vault differ (the
+		// view writes back later than the daemon reported), and a
+		// second view of the file would not see them.
+		dir.v.view.retireIdle(child)
 	}
 }
 

@@ -181,6 +181,10 @@ func TestConcurrentDirectory(t *testing.T) {
 			for msg, n := range unexpected {
 				t.Errorf("%d x %s", n, msg)
 			}
+			if len(unexpected) > 0 {
+				log, _ := os.ReadFile(v.log)
+				t.Logf("daemon log:\n%s", log)
+			}
 			dirConsistent(t, v, dir, names)
 			v.unmount(t)
 			v.mount(t)

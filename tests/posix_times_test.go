@@ -94,12 +94,16 @@ func TestPosixAtime(t *testing.T) {
 				t.Errorf("atime after a read with O_NOATIME: %v, want 1000", a)
 			}
 		}
-		// Read again: atime (1000) is before mtime (now).
+		// Read again: atime (1000) is before mtime (now). Not where the
+		// pages just written stay in a cache that fadvise cannot drop
+		// (the view's, in a mixed mount's encrypted area): a read served
+		// from the page cache never reaches the daemon (docs/posix.md).
 		dropCache(t, p)
 		if _, err := os.ReadFile(p); err != nil {
 			t.Fatal(err)
 		}
-		if a := atimeOf(t, p); a.Sec <= 2000 {
+		viewCached := strings.HasSuffix(t.Name(), "/enc") && tv.Mount.Status().EncryptedView
+		if a := atimeOf(t, p); a.Sec <= 2000 && !viewCached {
 			t.Errorf("atime after a read following a write: %v, want now", a)
 		}
 	})

@@ -78,6 +78,15 @@ func printStatus(st *control.Status) {
 			printPassthroughAdvice(st.PassthroughReason)
 		}
 	}
+	switch {
+	case st.EncryptedView:
+		fmt.Printf("write cache:  encrypted files through the view: the kernel merges their writes in a\n")
+		fmt.Printf("              page cache of its own while plaintext files use passthrough\n")
+	case st.WritebackCache:
+		fmt.Printf("write cache:  on: the kernel merges small writes before the daemon encrypts them\n")
+	default:
+		fmt.Printf("write cache:  off: every write to an encrypted file is one request to the daemon\n")
+	}
 	fmt.Printf("opens:        %d plaintext via passthrough, %d plaintext via daemon, %d encrypted\n",
 		st.PlainOpensPassthrough, st.PlainOpensDaemon, st.EncryptedOpens)
 	fmt.Printf("daemon I/O:   plaintext %s in %d reads/%d writes; encrypted %s in %d reads/%d writes\n",
