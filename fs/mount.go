@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"cryptpt/config"
-	"cryptpt/keys"
+	"cryptpt/crypt"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -299,7 +299,7 @@ func (m *Mount) probePassthrough() {
 		v.setPassthrough(false, "the kernel does not offer FUSE passthrough (needs Linux 6.9+ with CONFIG_FUSE_PASSTHROUGH)")
 		return
 	}
-	fd, err := unix.Openat(v.rootFd, keys.ConfigName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(v.rootFd, crypt.VaultConfigName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		v.setPassthrough(false, fmt.Sprintf("cannot open a vault file to probe passthrough: %v", err))
 		return

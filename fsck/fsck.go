@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"cryptpt/crypt"
-	"cryptpt/keys"
 
 	"golang.org/x/sys/unix"
 )
@@ -404,11 +403,7 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 				c.report(e, UnknownReserved, "vault config name outside the vault root (left in place)")
 			}
 		case crypt.Temp:
-			if vpath == "" && strings.HasPrefix(name, keys.TempPrefix) && isTempOfConfig(name) {
-				c.report(e, LeftoverTemp, "leftover temporary vault config file")
-			} else {
-				c.report(e, LeftoverTemp, "leftover temporary file")
-			}
+			c.report(e, LeftoverTemp, "leftover temporary file")
 			c.keepRaw(e, name[len(crypt.ReservedPrefix):]+".cryptpt-temp")
 		default:
 			if crypt.DirIVConflictMarker(name) != "" {
@@ -431,20 +426,6 @@ type lostIV struct {
 // conflictUser marks, in a directory's set of names, a long name that a
 // conflict copy's sidecar belongs to ('/' is in no vault name).
 const conflictUser = "/conflict"
-
-// isTempOfConfig tells keys' temp files ("~~t" + 16 hex digits) apart.
-func isTempOfConfig(name string) bool {
-	s := name[len(keys.TempPrefix):]
-	if len(s) != 16 {
-		return false
-	}
-	for _, r := range s {
-		if !strings.ContainsRune("0123456789abcdef", r) {
-			return false
-		}
-	}
-	return true
-}
 
 // dirIV reads and checks the directory IV of the directory open at fd.
 func (c *checker) dirIV(fd int, vpath string, self *entry, present, needed bool) *[crypt.DirIVSize]byte {
