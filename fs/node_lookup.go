@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -295,7 +296,7 @@ func (n *node) decryptName(fd int, iv *[crypt.DirIVSize]byte, stored string) (na
 	var sidecar []byte
 	if crypt.Classify(stored) == crypt.Long {
 		var err error
-		if sidecar, err = readSmallFile(fd, crypt.SidecarName(stored)); err != nil {
+		if sidecar, err = layout.ReadSmallFile(fd, crypt.SidecarName(stored)); err != nil {
 			return "", "long-name sidecar: " + err.Error()
 		}
 	}
@@ -446,7 +447,7 @@ func readLostIV(fd int, marker string) *lostIV {
 	if marker == "" {
 		return nil
 	}
-	raw, err := readSmallFile(fd, crypt.DirIVName+marker)
+	raw, err := layout.ReadSmallFile(fd, crypt.DirIVName+marker)
 	if err != nil {
 		return nil
 	}
