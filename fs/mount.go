@@ -11,14 +11,12 @@ import (
 
 	"cryptpt/config"
 	"cryptpt/crypt"
+	"cryptpt/internal/mountinfo"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
-
-// FsName is the filesystem type shown in the mount table ("fuse.cryptpt").
-const FsName = "cryptpt"
 
 // cacheTimeout is how long the kernel may trust names, attributes and
 // listings. Changes made through the mount reach the kernel's caches at
@@ -84,7 +82,7 @@ func MountVault(mountpoint string, o Options) (_ *Mount, err error) {
 	}
 	mo := fuse.MountOptions{
 		FsName:     v.opts.Backing,
-		Name:       FsName,
+		Name:       mountinfo.Name,
 		AllowOther: o.AllowOther,
 		Debug:      o.Debug,
 		Logger:     v.log,
