@@ -339,7 +339,7 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 	}
 	slices.Sort(names)
 	present := make(map[string]bool, len(names))
-	var lost []lostIV
+	var lost []layout.LostIV
 	hasEncrypted, hasDirIV := false, false
 	for _, n := range names {
 		present[n] = true
@@ -347,12 +347,8 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			// A sync tool's conflict copy uses its base's sidecar.
 			present[base+conflictUser] = true
 		}
-		if m := crypt.DirIVConflictMarker(n); m != "" {
-			if data, err := layout.ReadSmallFile(fd, n); err == nil {
-				if iv, err := crypt.ParseDirIV(data); err == nil {
-					lost = append(lost, lostIV{m, iv})
-				}
-			}
+		if l := layout.ReadLostIV(fd, crypt.DirIVConflictMarker(n)); l != nil {
+			lost = append(lost, *l)
 		}
 		switch crypt.Classify(n) {
 		case crypt.Encrypted, crypt.Long:
@@ -411,15 +407,6 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			c.report(e, UnknownReserved, "name reserved for cryptpt that this version does not know (left in place)")
 		}
 	}
-}
-
-// lostIV is a directory IV a sync tool kept as a conflict copy
-// ("~~diriv.sync-conflict-..."), which entries made on another device in
-// its own copy of the directory are named under; the mount shows them as
-// conflict copies with that marker.
-type lostIV struct {
-	marker string
-	iv     *[crypt.DirIVSize]byte
 }
 
 // conflictUser marks, in a directory's set of names, a long name that a
@@ -493,7 +480,7 @@ func (c *checker) subdir(e *entry) {
 }
 
 // encryptedEntry checks an encrypted-mode entry: its name, then what it holds.
-func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIVSize]byte, present map[string]bool, lost []lostIV) {
+func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIVSize]byte, present map[string]bool, lost []layout.LostIV) {
 	c.rep.Names++
 	// A sync tool's conflict copy: the name and sidecar of the entry it
 	// copies, shown with the marker (crypt.ConflictName).
@@ -528,8 +515,8 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 			if err == nil || marker != "" {
 				break
 			}
-			if lname, lerr := c.k.Names().Decrypt(l.iv, base, sidecar); lerr == nil {
-				name, err, marker, iv = lname, nil, l.marker, l.iv
+			if lname, lerr := c.k.Names().Decrypt(l.IV, base, sidecar); lerr == nil {
+				name, err, marker, iv = lname, nil, l.Marker, l.IV
 			}
 		}
 		switch {

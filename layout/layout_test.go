@@ -302,3 +302,24 @@ func TestIsEncrypted(t *testing.T) {
 		}
 	}
 }
+
+func TestReadLostIV(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fd := openDir(t, dir)
+	const marker = ".sync-conflict-20240101-120000-ABCDEFG"
+	iv := bytes.Repeat([]byte{7}, crypt.DirIVSize)
+	if err := os.WriteFile(filepath.Join(dir, crypt.DirIVName+marker), iv, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if crypt.DirIVConflictMarker(crypt.DirIVName+marker) != marker {
+		t.Fatal("not a conflict copy of an IV")
+	}
+	l := ReadLostIV(fd, marker)
+	if l == nil || l.Marker != marker || !bytes.Equal(l.IV[:], iv) {
+		t.Fatalf("got %+v", l)
+	}
+	if ReadLostIV(fd, "") != nil || ReadLostIV(fd, ".sync-conflict-20240101-120000-XXXXXXX") != nil {
+		t.Fatal("read a lost IV that is not there")
+	}
+}
