@@ -11,6 +11,9 @@
 // All backing access is relative to directory file descriptors held by directory
 // nodes, with O_NOFOLLOW or AT_SYMLINK_NOFOLLOW on the final component, so no
 // symlink planted in the vault can make the daemon touch anything outside it.
+// The vault's own small files (directory IVs, long-name sidecars) and the
+// sealed symlink targets and xattr values are read and written through
+// package layout, the same code fsck checks a vault with.
 //
 // The package never prompts, prints to the terminal or exits; it logs through the
 // logger it is given and reports errors as syscall.Errno to the kernel.

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"syscall"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,7 +87,7 @@ func (n *node) migrate(ctx context.Context, value string, progress func(done int
 		return toErrno(err)
 	}
 	if sidecar != nil {
-		if err := writeSmallFile(pfd, crypt.SidecarName(newStored), sidecar, false); err != nil {
+		if err := layout.WriteSidecar(pfd, newStored, sidecar, nil); err != nil {
 			return toErrno(err)
 		}
 	}
@@ -377,7 +377,7 @@ func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHd
 // sealed to dst's header hdr when converting to encrypted. The caller holds
 // n.contentMu, so src's header is read here, not through fileID.
 func (n *node) copyXattrs(src *os.File, srcSize int64, dst *os.File, hdr *crypt.Header) syscall.Errno {
-	names, err := listXattrNames(int(src.Fd()))
+	names, err := layout.ListXattrs(int(src.Fd()))
 	if err != nil {
 		if err == unix.ENOTSUP {
 			return 0
@@ -393,18 +393,18 @@ func (n *node) copyXattrs(src *os.File, srcSize int64, dst *os.File, hdr *crypt.
 		srcID = &h.ID
 	}
 	for _, attr := range names {
-		val, err := fgetxattrAll(int(src.Fd()), attr)
+		val, err := layout.GetXattr(int(src.Fd()), attr)
 		if err != nil {
 			return toErrno(err)
 		}
-		if strings.HasPrefix(attr, "user.") {
+		if layout.SealsXattr(attr) {
 			if hdr == nil {
 				var errno syscall.Errno
 				if val, errno = n.openXattrOf(attr, val, srcID); errno != 0 {
 					return errno
 				}
 			} else {
-				val = n.v.opts.Keys.SealMeta(val, crypt.XattrAD(hdr.Version, attr, &hdr.ID))
+				val = layout.SealXattr(n.v.opts.Keys, hdr.Version, attr, &hdr.ID, val)
 			}
 		}
 		if err := unix.Fsetxattr(int(dst.Fd()), attr, val, 0); err != nil {

@@ -10,15 +10,13 @@ import (
 	"time"
 
 	"cryptpt/config"
-	"cryptpt/keys"
+	"cryptpt/crypt"
+	"cryptpt/internal/mountinfo"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
-
-// FsName is the filesystem type shown in the mount table ("fuse.cryptpt").
-const FsName = "cryptpt"
 
 // cacheTimeout is how long the kernel may trust names, attributes and
 // listings. Changes made through the mount reach the kernel's caches at
@@ -84,7 +82,7 @@ func MountVault(mountpoint string, o Options) (_ *Mount, err error) {
 	}
 	mo := fuse.MountOptions{
 		FsName:     v.opts.Backing,
-		Name:       FsName,
+		Name:       mountinfo.Name,
 		AllowOther: o.AllowOther,
 		Debug:      o.Debug,
 		Logger:     v.log,
@@ -299,7 +297,7 @@ func (m *Mount) probePassthrough() {
 		v.setPassthrough(false, "the kernel does not offer FUSE passthrough (needs Linux 6.9+ with CONFIG_FUSE_PASSTHROUGH)")
 		return
 	}
-	fd, err := unix.Openat(v.rootFd, keys.ConfigName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(v.rootFd, crypt.VaultConfigName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		v.setPassthrough(false, fmt.Sprintf("cannot open a vault file to probe passthrough: %v", err))
 		return

@@ -15,7 +15,7 @@ func FindMount(path string) (string, error) {
 	}
 	best := ""
 	for _, m := range mounts {
-		if m.FSType != "fuse."+FsName {
+		if !m.IsCryptpt() {
 			continue
 		}
 		if path == m.Point || strings.HasPrefix(path, strings.TrimSuffix(m.Point, "/")+"/") {

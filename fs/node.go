@@ -3,7 +3,6 @@ package fs
 import (
 	"container/list"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -398,7 +398,7 @@ func (n *node) dirIV(create bool) (*[16]byte, syscall.Errno) {
 		return nil, errno
 	}
 	defer fdRelease()
-	iv, err := readDirIV(fd)
+	iv, err := layout.ReadDirIV(fd)
 	if errors.Is(err, syscall.ENOENT) {
 		// Only a plaintext directory that never held an encrypted entry
 		// may lack one: every directory made through the mount has one.
@@ -412,7 +412,7 @@ func (n *node) dirIV(create bool) (*[16]byte, syscall.Errno) {
 		case !create || n.v.opts.ReadOnly:
 			return nil, syscall.ENOENT
 		default:
-			iv, err = createDirIV(fd)
+			iv, err = layout.CreateDirIV(fd, nil)
 		}
 	}
 	if err != nil {
@@ -437,7 +437,7 @@ func holdsEncryptedNames(fd int) bool {
 		return true
 	}
 	for _, e := range ents {
-		if k := crypt.Classify(e.Name); k == crypt.Encrypted || k == crypt.Long {
+		if layout.IsEncrypted(e.Name) {
 			return true
 		}
 	}
@@ -466,11 +466,7 @@ func (n *node) fillAttr(st *syscall.Stat_t, out *fuse.Attr) {
 		}
 		out.Size = uint64(size)
 	case syscall.S_IFLNK:
-		raw := base64.RawURLEncoding.DecodedLen(int(st.Size)) - (crypt.NonceSize + crypt.TagSize)
-		if raw < 0 {
-			raw = 0
-		}
-		out.Size = uint64(raw)
+		out.Size = uint64(layout.SymlinkSize(st.Size))
 	}
 }
 

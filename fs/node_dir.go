@@ -2,10 +2,10 @@ package fs
 
 import (
 	"context"
-	"encoding/base64"
 	"syscall"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -19,8 +19,7 @@ func (n *node) sealSymlink(name string, target []byte) (string, syscall.Errno) {
 	if errno != 0 {
 		return "", errno
 	}
-	ad := crypt.SymlinkAD(n.v.format(), iv, name)
-	return base64.RawURLEncoding.EncodeToString(n.v.opts.Keys.SealMeta(target, ad)), 0
+	return layout.SealSymlink(n.v.opts.Keys, n.v.format(), iv, name, target), 0
 }
 
 // openSymlink decrypts the stored target of the encrypted symlink name in
@@ -35,17 +34,7 @@ func (n *node) openSymlink(name string, stored []byte) ([]byte, error) {
 
 // openSymlinkIV is openSymlink for a link named under the directory IV iv.
 func (n *node) openSymlinkIV(iv *[crypt.DirIVSize]byte, name string, stored []byte) ([]byte, error) {
-	sealed, err := base64.RawURLEncoding.DecodeString(string(stored))
-	if err != nil {
-		return nil, err
-	}
-	for _, version := range formatsToTry(n.v.format()) {
-		var target []byte
-		if target, err = n.v.opts.Keys.OpenMeta(sealed, crypt.SymlinkAD(version, iv, name)); err == nil {
-			return target, nil
-		}
-	}
-	return nil, err
+	return layout.OpenSymlink(n.v.opts.Keys, layout.Formats(n.v.format()), iv, name, stored)
 }
 
 // readSymlink reads and decrypts the encrypted symlink stored in directory
@@ -156,7 +145,7 @@ func (n *node) prepareNewIn(fd int, name string, enc bool) (string, syscall.Errn
 	}
 	if sidecar != nil {
 		// The sidecar is deterministic, so replacing one is harmless.
-		if err := writeSmallFile(fd, crypt.SidecarName(stored), sidecar, false); err != nil {
+		if err := layout.WriteSidecar(fd, stored, sidecar, nil); err != nil {
 			return "", toErrno(err)
 		}
 	}
@@ -229,7 +218,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	}
 	cfd, err := unix.Openat(fd, stored, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err == nil {
-		_, err = createDirIV(cfd)
+		_, err = layout.CreateDirIV(cfd, nil)
 		var st syscall.Stat_t
 		if err == nil && lent != 0 && syscall.Fstat(cfd, &st) == nil {
 			err = unix.Fchmodat(fd, stored, st.Mode&07777&^lent, unix.AT_SYMLINK_NOFOLLOW)

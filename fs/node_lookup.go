@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -184,9 +185,9 @@ func (n *node) list() (*dirListing, syscall.Errno) {
 	// A name can exist in both forms after an interrupted migrate; list it
 	// once, as Lookup will resolve it.
 	seen := make(map[string]int, len(raw)) // name -> index in l
-	var lost []lostIV
+	var lost []layout.LostIV
 	lostRead := false
-	lostIVs := func() []lostIV {
+	lostIVs := func() []layout.LostIV {
 		if !lostRead {
 			lost, lostRead = readLostIVs(fd, raw), true
 		}
@@ -225,7 +226,7 @@ func (n *node) list() (*dirListing, syscall.Errno) {
 
 // decodeEntry maps a vault name to the name shown in the mount, logging
 // an entry it hides; lost gives the directory's lost IVs (readLostIVs).
-func (n *node) decodeEntry(dirfd int, stored string, lost func() []lostIV) (name string, enc bool, ok bool) {
+func (n *node) decodeEntry(dirfd int, stored string, lost func() []layout.LostIV) (name string, enc bool, ok bool) {
 	name, enc, why := n.decodeName(dirfd, stored, lost)
 	if why != "" {
 		n.hide(stored, why)
@@ -237,7 +238,7 @@ func (n *node) decodeEntry(dirfd int, stored string, lost func() []lostIV) (name
 // plainName is decodeEntry without a log line: for the watcher, which
 // sees entries that are still being written (a long name's sidecar).
 func (n *node) plainName(dirfd int, stored string) (name string, enc bool, ok bool) {
-	name, enc, why := n.decodeName(dirfd, stored, func() []lostIV { return readLostIVs(dirfd, nil) })
+	name, enc, why := n.decodeName(dirfd, stored, func() []layout.LostIV { return readLostIVs(dirfd, nil) })
 	return name, enc, why == "" && name != ""
 }
 
@@ -248,7 +249,7 @@ func (n *node) plainName(dirfd int, stored string) (name string, enc bool, ok bo
 // entry named under a directory IV that lost a conflict (lost, called only
 // when a name fails to decrypt), are shown under the entry's name with the
 // conflict marker (conflictStored).
-func (n *node) decodeName(dirfd int, stored string, lost func() []lostIV) (name string, enc bool, why string) {
+func (n *node) decodeName(dirfd int, stored string, lost func() []layout.LostIV) (name string, enc bool, why string) {
 	switch crypt.Classify(stored) {
 	case crypt.Plain:
 		if syncToolName(n.IsRoot(), stored) {
@@ -268,8 +269,8 @@ func (n *node) decodeName(dirfd int, stored string, lost func() []lostIV) (name 
 	if why != "" && marker == "" {
 		// Made on another device in its own copy of this directory?
 		for _, l := range lost() {
-			if lname, lwhy := n.decryptName(dirfd, l.iv, stored); lwhy == "" {
-				name, marker, why = lname, l.marker, ""
+			if lname, lwhy := n.decryptName(dirfd, l.IV, stored); lwhy == "" {
+				name, marker, why = lname, l.Marker, ""
 				break
 			}
 		}
@@ -295,7 +296,7 @@ func (n *node) decryptName(fd int, iv *[crypt.DirIVSize]byte, stored string) (na
 	var sidecar []byte
 	if crypt.Classify(stored) == crypt.Long {
 		var err error
-		if sidecar, err = readSmallFile(fd, crypt.SidecarName(stored)); err != nil {
+		if sidecar, err = layout.ReadSmallFile(fd, crypt.SidecarName(stored)); err != nil {
 			return "", "long-name sidecar: " + err.Error()
 		}
 	}
@@ -355,8 +356,8 @@ func (n *node) conflictStored(fd int, iv *[crypt.DirIVSize]byte, shown string) (
 	if err == nil && len(base)+len(marker) <= crypt.MaxNameLen && fstatat(fd, base+marker, &st) == nil {
 		return base + marker, true
 	}
-	if l := readLostIV(fd, marker); l != nil {
-		if s, _, err := n.v.names.Encrypt(l.iv, name); err == nil && fstatat(fd, s, &st) == nil {
+	if l := layout.ReadLostIV(fd, marker); l != nil {
+		if s, _, err := n.v.names.Encrypt(l.IV, name); err == nil && fstatat(fd, s, &st) == nil {
 			return s, true
 		}
 	}
@@ -410,16 +411,9 @@ func (n *node) conflictStoredName(iv *[crypt.DirIVSize]byte, name string) (strin
 // devices' entries are reachable; renaming one through the mount names it
 // under the directory's IV again.
 
-// lostIV is a directory IV kept as a sync tool's conflict copy, and the
-// marker of that copy.
-type lostIV struct {
-	marker string
-	iv     *[crypt.DirIVSize]byte
-}
-
 // readLostIVs reads the lost IVs of the directory open at fd, whose
 // entries are ents (nil: listed here).
-func readLostIVs(fd int, ents []fuse.DirEntry) []lostIV {
+func readLostIVs(fd int, ents []fuse.DirEntry) []layout.LostIV {
 	if ents == nil {
 		dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -431,30 +425,13 @@ func readLostIVs(fd int, ents []fuse.DirEntry) []lostIV {
 			return nil
 		}
 	}
-	var out []lostIV
+	var out []layout.LostIV
 	for _, e := range ents {
-		if l := readLostIV(fd, crypt.DirIVConflictMarker(e.Name)); l != nil {
+		if l := layout.ReadLostIV(fd, crypt.DirIVConflictMarker(e.Name)); l != nil {
 			out = append(out, *l)
 		}
 	}
 	return out
-}
-
-// readLostIV reads the directory IV kept as the conflict copy with marker
-// in the directory open at fd, or returns nil.
-func readLostIV(fd int, marker string) *lostIV {
-	if marker == "" {
-		return nil
-	}
-	raw, err := readSmallFile(fd, crypt.DirIVName+marker)
-	if err != nil {
-		return nil
-	}
-	iv, err := crypt.ParseDirIV(raw)
-	if err != nil {
-		return nil
-	}
-	return &lostIV{marker, iv}
 }
 
 // openLostSymlink opens the target of a symlink shown as the conflict
@@ -464,11 +441,11 @@ func (n *node) openLostSymlink(fd int, name string, stored []byte) ([]byte, bool
 	if !ok {
 		return nil, false
 	}
-	l := readLostIV(fd, marker)
+	l := layout.ReadLostIV(fd, marker)
 	if l == nil {
 		return nil, false
 	}
-	target, err := n.openSymlinkIV(l.iv, orig, stored)
+	target, err := n.openSymlinkIV(l.IV, orig, stored)
 	return target, err == nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
@@ -116,7 +117,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		}
 	}
 	if sidecar != nil {
-		if err := writeSmallFile(dfd, crypt.SidecarName(dstored), sidecar, false); err != nil {
+		if err := layout.WriteSidecar(dfd, dstored, sidecar, nil); err != nil {
 			return toErrno(err)
 		}
 	}

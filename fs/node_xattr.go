@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
@@ -142,21 +143,22 @@ func unsupportedXattr(attr string) bool {
 // attributes of encrypted entries. Other namespaces are interpreted by the
 // kernel (ACLs, capabilities) and stay as they are.
 func (n *node) sealsXattr(attr string) bool {
-	return n.isEnc() && strings.HasPrefix(attr, "user.")
+	return n.isEnc() && layout.SealsXattr(attr)
 }
 
-// xattrAD returns the associated data of attr's value on n in the given
-// format: format 2 binds it to the entry (entryID), so with create an
-// empty file gets a header to carry its ID.
-func (n *node) xattrAD(version uint16, attr string, create bool) ([]byte, syscall.Errno) {
-	if version == crypt.FormatV1 {
-		return crypt.XattrAD(version, attr, nil), 0
+// sealXattr seals value as attr's value on n in the vault's format, which
+// from format 2 on binds it to the entry (entryID), so an empty file gets a
+// header to carry its ID.
+func (n *node) sealXattr(attr string, value []byte) ([]byte, syscall.Errno) {
+	version := n.v.format()
+	var id *[16]byte
+	if version != crypt.FormatV1 {
+		var errno syscall.Errno
+		if id, errno = n.entryID(true); errno != 0 {
+			return nil, errno
+		}
 	}
-	id, errno := n.entryID(create)
-	if errno != 0 {
-		return nil, errno
-	}
-	return crypt.XattrAD(version, attr, id), 0
+	return layout.SealXattr(n.v.opts.Keys, version, attr, id, value), 0
 }
 
 // entryID returns what the format-2 xattr values of n are bound to: a
@@ -182,25 +184,13 @@ func (n *node) openXattr(attr string, sealed []byte) ([]byte, syscall.Errno) {
 // from it, format 2 (which binds more) by a newer cryptpt in a format-1
 // vault.
 func (n *node) openXattrOf(attr string, sealed []byte, id *[16]byte) ([]byte, syscall.Errno) {
-	var err error
-	for _, version := range formatsToTry(n.v.format()) {
-		var value []byte
-		if value, err = n.v.opts.Keys.OpenMeta(sealed, crypt.XattrAD(version, attr, id)); err == nil {
-			return value, 0
-		}
+	value, err := layout.OpenXattr(n.v.opts.Keys, layout.Formats(n.v.format()), attr, id, sealed)
+	if err != nil {
+		n.v.stats.authFailures.Add(1)
+		n.v.logf("xattr %q of %s fails authentication: %v", attr, n.v.entryName(n), err)
+		return nil, syscall.EIO
 	}
-	n.v.stats.authFailures.Add(1)
-	n.v.logf("xattr %q of %s fails authentication: %v", attr, n.v.entryName(n), err)
-	return nil, syscall.EIO
-}
-
-// formatsToTry lists the formats a sealed value may be in, the vault's
-// first.
-func formatsToTry(vault uint16) []uint16 {
-	if vault == crypt.FormatV1 {
-		return []uint16{crypt.FormatV1, crypt.FormatVersion}
-	}
-	return []uint16{vault, crypt.FormatV1}
+	return value, 0
 }
 
 // fileID returns the file ID of an encrypted regular file, from its header
@@ -251,12 +241,12 @@ func (n *node) fileID(create bool) (*[16]byte, syscall.Errno) {
 // hasUserXattrs reports whether f has user.* attributes, which in an
 // encrypted file are sealed to its file ID.
 func hasUserXattrs(f *os.File) bool {
-	names, err := listXattrNames(int(f.Fd()))
+	names, err := layout.ListXattrs(int(f.Fd()))
 	if err != nil {
 		return false
 	}
 	for _, a := range names {
-		if strings.HasPrefix(a, "user.") {
+		if layout.SealsXattr(a) {
 			return true
 		}
 	}
@@ -267,7 +257,7 @@ func hasUserXattrs(f *os.File) bool {
 // to file ID to, when the file gets a fresh ID. A value that does not open
 // under the old ID is left as it is: it fails as it did.
 func (n *node) resealXattrs(f *os.File, from, to *[16]byte) syscall.Errno {
-	names, err := listXattrNames(int(f.Fd()))
+	names, err := layout.ListXattrs(int(f.Fd()))
 	if err != nil {
 		if err == unix.ENOTSUP {
 			return 0
@@ -275,67 +265,23 @@ func (n *node) resealXattrs(f *os.File, from, to *[16]byte) syscall.Errno {
 		return toErrno(err)
 	}
 	for _, attr := range names {
-		if !strings.HasPrefix(attr, "user.") {
+		if !layout.SealsXattr(attr) {
 			continue
 		}
-		sealed, err := fgetxattrAll(int(f.Fd()), attr)
+		sealed, err := layout.GetXattr(int(f.Fd()), attr)
 		if err != nil {
 			return toErrno(err)
 		}
-		value, err := n.v.opts.Keys.OpenMeta(sealed, crypt.XattrAD(crypt.FormatVersion, attr, from))
+		value, err := layout.OpenXattr(n.v.opts.Keys, []uint16{crypt.FormatVersion}, attr, from, sealed)
 		if err != nil {
 			continue
 		}
-		resealed := n.v.opts.Keys.SealMeta(value, crypt.XattrAD(crypt.FormatVersion, attr, to))
+		resealed := layout.SealXattr(n.v.opts.Keys, crypt.FormatVersion, attr, to, value)
 		if err := unix.Fsetxattr(int(f.Fd()), attr, resealed, 0); err != nil {
 			return toErrno(err)
 		}
 	}
 	return 0
-}
-
-// listXattrNames lists the xattr names of the file open at fd.
-func listXattrNames(fd int) ([]string, error) {
-	for {
-		sz, err := unix.Flistxattr(fd, nil)
-		if err != nil || sz == 0 {
-			return nil, err
-		}
-		buf := make([]byte, sz)
-		got, err := unix.Flistxattr(fd, buf)
-		if err == unix.ERANGE {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var names []string
-		for _, a := range strings.Split(string(buf[:got]), "\x00") {
-			if a != "" {
-				names = append(names, a)
-			}
-		}
-		return names, nil
-	}
-}
-
-// fgetxattrAll returns the whole value of attr of the file open at fd.
-func fgetxattrAll(fd int, attr string) ([]byte, error) {
-	for {
-		sz, err := unix.Fgetxattr(fd, attr, nil)
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, sz)
-		got, err := unix.Fgetxattr(fd, attr, buf)
-		if err == unix.ERANGE {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:got], nil
-	}
 }
 
 func (n *node) virtualXattr(attr string) ([]byte, bool) {
@@ -405,11 +351,10 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 		return errno
 	}
 	if n.sealsXattr(attr) {
-		ad, errno := n.xattrAD(n.v.format(), attr, true)
-		if errno != 0 {
+		var errno syscall.Errno
+		if data, errno = n.sealXattr(attr, data); errno != 0 {
 			return errno
 		}
-		data = n.v.opts.Keys.SealMeta(data, ad)
 	}
 	return n.withXattr(func(t xattrTarget) error { return t.set(attr, data, int(flags)) })
 }

@@ -212,7 +212,7 @@ func vaultMounted(backing string) bool {
 		return true
 	}
 	for _, m := range mounts {
-		if m.FSType == "fuse."+FsName && filepath.Clean(m.Source) == filepath.Clean(backing) {
+		if m.IsCryptpt() && filepath.Clean(m.Source) == filepath.Clean(backing) {
 			return true
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"cryptpt/internal/mountinfo"
+
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -70,7 +72,7 @@ func mountView(v *vault) (*view, error) {
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName:      "cryptpt-view",
-			Name:        FsName,
+			Name:        mountinfo.Name,
 			DirectMount: CanMount(),
 			Logger:      v.log,
 			MaxWrite:    maxRequest(),

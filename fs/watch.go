@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	"golang.org/x/sys/unix"
 )
@@ -350,7 +351,7 @@ func (w *watcher) apply(e watchEvent) {
 // dropChangedIV forgets the directory's cached IV if the vault now holds
 // another one (or none), and reports whether it did.
 func (n *node) dropChangedIV(fd int) bool {
-	now, err := readDirIV(fd)
+	now, err := layout.ReadDirIV(fd)
 	n.ivMu.Lock()
 	defer n.ivMu.Unlock()
 	if n.iv == nil || (err == nil && *now == *n.iv) {

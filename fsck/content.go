@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,7 +31,7 @@ func (c *checker) file(e *entry, st *unix.Stat_t) {
 			return
 		}
 	}
-	fd, err := openRead(e.dirfd, e.name)
+	fd, err := layout.OpenRead(e.dirfd, e.name)
 	if err != nil {
 		c.report(e, Unreadable, "cannot open: %v", err)
 		return
@@ -56,18 +57,6 @@ func (c *checker) file(e *entry, st *unix.Stat_t) {
 		c.report(e, BadContent, "%s", detail)
 	}
 	c.xattrs(fd, e)
-}
-
-// openRead opens name for reading without following a symlink, without
-// blocking on a FIFO swapped in, and without updating its atime where
-// allowed.
-func openRead(dirfd int, name string) (int, error) {
-	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
-	fd, err := unix.Openat(dirfd, name, flags|unix.O_NOATIME, 0)
-	if err == unix.EPERM {
-		fd, err = unix.Openat(dirfd, name, flags, 0)
-	}
-	return fd, err
 }
 
 // content verifies the stored content in r of size bytes and returns what

@@ -70,7 +70,8 @@
 // reserved names (they may belong to a newer cryptpt; a warning).
 // [Report.Unrepaired] counts what is left.
 //
-// fsck imports crypt and keys only; it never mounts and never touches FUSE.
+// fsck reads and writes the vault through package layout, the code the
+// mount reads it with, and crypt; it never mounts and never touches FUSE.
 // It must not run with Repair while the vault is mounted: [MountedAt] finds
 // such mounts.
 package fsck

@@ -7,10 +7,9 @@ import (
 	"os"
 	"path"
 	"slices"
-	"strings"
 
 	"cryptpt/crypt"
-	"cryptpt/keys"
+	"cryptpt/layout"
 
 	"golang.org/x/sys/unix"
 )
@@ -340,7 +339,7 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 	}
 	slices.Sort(names)
 	present := make(map[string]bool, len(names))
-	var lost []lostIV
+	var lost []layout.LostIV
 	hasEncrypted, hasDirIV := false, false
 	for _, n := range names {
 		present[n] = true
@@ -348,12 +347,8 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 			// A sync tool's conflict copy uses its base's sidecar.
 			present[base+conflictUser] = true
 		}
-		if m := crypt.DirIVConflictMarker(n); m != "" {
-			if data, err := readSmallFile(fd, n); err == nil {
-				if iv, err := crypt.ParseDirIV(data); err == nil {
-					lost = append(lost, lostIV{m, iv})
-				}
-			}
+		if l := layout.ReadLostIV(fd, crypt.DirIVConflictMarker(n)); l != nil {
+			lost = append(lost, *l)
 		}
 		switch crypt.Classify(n) {
 		case crypt.Encrypted, crypt.Long:
@@ -364,8 +359,7 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 	}
 	// An encrypted directory always has an IV (the mount refuses to make a
 	// new one for it), even while it holds no encrypted entry yet.
-	ownKind := crypt.Classify(path.Base(vpath))
-	encDir := vpath != "" && (ownKind == crypt.Encrypted || ownKind == crypt.Long)
+	encDir := vpath != "" && layout.IsEncrypted(path.Base(vpath))
 	iv := c.dirIV(fd, vpath, self, hasDirIV, hasEncrypted || encDir)
 	if vpath == "" {
 		c.rootIV, c.rootIVAbsent = iv, !hasDirIV && !hasEncrypted
@@ -404,11 +398,7 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 				c.report(e, UnknownReserved, "vault config name outside the vault root (left in place)")
 			}
 		case crypt.Temp:
-			if vpath == "" && strings.HasPrefix(name, keys.TempPrefix) && isTempOfConfig(name) {
-				c.report(e, LeftoverTemp, "leftover temporary vault config file")
-			} else {
-				c.report(e, LeftoverTemp, "leftover temporary file")
-			}
+			c.report(e, LeftoverTemp, "leftover temporary file")
 			c.keepRaw(e, name[len(crypt.ReservedPrefix):]+".cryptpt-temp")
 		default:
 			if crypt.DirIVConflictMarker(name) != "" {
@@ -419,32 +409,9 @@ func (c *checker) dir(fd int, vpath, ppath string) {
 	}
 }
 
-// lostIV is a directory IV a sync tool kept as a conflict copy
-// ("~~diriv.sync-conflict-..."), which entries made on another device in
-// its own copy of the directory are named under; the mount shows them as
-// conflict copies with that marker.
-type lostIV struct {
-	marker string
-	iv     *[crypt.DirIVSize]byte
-}
-
 // conflictUser marks, in a directory's set of names, a long name that a
 // conflict copy's sidecar belongs to ('/' is in no vault name).
 const conflictUser = "/conflict"
-
-// isTempOfConfig tells keys' temp files ("~~t" + 16 hex digits) apart.
-func isTempOfConfig(name string) bool {
-	s := name[len(keys.TempPrefix):]
-	if len(s) != 16 {
-		return false
-	}
-	for _, r := range s {
-		if !strings.ContainsRune("0123456789abcdef", r) {
-			return false
-		}
-	}
-	return true
-}
 
 // dirIV reads and checks the directory IV of the directory open at fd.
 func (c *checker) dirIV(fd int, vpath string, self *entry, present, needed bool) *[crypt.DirIVSize]byte {
@@ -455,7 +422,7 @@ func (c *checker) dirIV(fd int, vpath string, self *entry, present, needed bool)
 		}
 		return nil
 	}
-	data, err := readSmallFile(fd, crypt.DirIVName)
+	data, err := layout.ReadSmallFile(fd, crypt.DirIVName)
 	var iv *[crypt.DirIVSize]byte
 	if err == nil {
 		iv, err = crypt.ParseDirIV(data)
@@ -513,7 +480,7 @@ func (c *checker) subdir(e *entry) {
 }
 
 // encryptedEntry checks an encrypted-mode entry: its name, then what it holds.
-func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIVSize]byte, present map[string]bool, lost []lostIV) {
+func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIVSize]byte, present map[string]bool, lost []layout.LostIV) {
 	c.rep.Names++
 	// A sync tool's conflict copy: the name and sidecar of the entry it
 	// copies, shown with the marker (crypt.ConflictName).
@@ -528,7 +495,7 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 				// stays where it is.
 				e.sidecar = sc
 			}
-			data, err := readSmallFile(e.dirfd, sc)
+			data, err := layout.ReadSmallFile(e.dirfd, sc)
 			if err != nil {
 				c.report(e, BadSidecar, "long-name sidecar %s unreadable: %v", sc, err)
 			} else {
@@ -548,8 +515,8 @@ func (c *checker) encryptedEntry(e *entry, kind crypt.NameKind, iv *[crypt.DirIV
 			if err == nil || marker != "" {
 				break
 			}
-			if lname, lerr := c.k.Names().Decrypt(l.iv, base, sidecar); lerr == nil {
-				name, err, marker, iv = lname, nil, l.marker, l.iv
+			if lname, lerr := c.k.Names().Decrypt(l.IV, base, sidecar); lerr == nil {
+				name, err, marker, iv = lname, nil, l.Marker, l.IV
 			}
 		}
 		switch {
@@ -599,8 +566,8 @@ func (c *checker) symlink(e *entry) {
 		return
 	}
 	c.rep.Symlinks++
-	sealed, err := base64URL.DecodeString(string(buf[:n]))
-	if err != nil {
+	stored := buf[:n]
+	if !layout.IsSealedSymlink(stored) {
 		c.report(e, BadSymlink, "symlink target is not in the encrypted form")
 		return
 	}
@@ -611,10 +578,8 @@ func (c *checker) symlink(e *entry) {
 		if name == "" {
 			continue
 		}
-		for _, v := range []uint16{crypt.FormatVersion, crypt.FormatV1} {
-			if _, err := c.k.OpenMeta(sealed, crypt.SymlinkAD(v, e.dirIV, name)); err == nil {
-				return
-			}
+		if _, err := layout.OpenSymlink(c.k, c.formats(), e.dirIV, name, stored); err == nil {
+			return
 		}
 	}
 	c.report(e, BadSymlink, "symlink target fails authentication (or was moved from another link)")
@@ -628,11 +593,7 @@ func entryID(fd int) *[16]byte {
 		return nil
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		data, err := readSmallFile(fd, crypt.DirIVName)
-		if err != nil {
-			return nil
-		}
-		iv, _ := crypt.ParseDirIV(data)
+		iv, _ := layout.ReadDirIV(fd)
 		return iv
 	}
 	var hb [crypt.HeaderSize]byte
@@ -646,24 +607,15 @@ func entryID(fd int) *[16]byte {
 	return &h.ID
 }
 
-// xattrOpens reports whether a sealed user.* value opens for the entry
-// (bound to id in format 2, or format 1 from before a vault upgrade).
-func (c *checker) xattrOpens(val []byte, name string, id *[16]byte) bool {
-	if id != nil {
-		if _, err := c.k.OpenMeta(val, crypt.XattrAD(crypt.FormatVersion, name, id)); err == nil {
-			return true
-		}
-	}
-	_, err := c.k.OpenMeta(val, crypt.XattrAD(crypt.FormatV1, name, nil))
-	return err == nil
-}
+// formats lists the formats a sealed value in the vault may be in.
+func (c *checker) formats() []uint16 { return layout.Formats(c.o.FormatVersion) }
 
 // xattrs verifies the user.* xattr values of the encrypted entry open at fd.
 func (c *checker) xattrs(fd int, e *entry) {
-	if !isEncryptedName(e.name) {
+	if !layout.IsEncrypted(e.name) {
 		return
 	}
-	names, err := listXattrs(fd)
+	names, err := layout.ListXattrs(fd)
 	if err != nil {
 		if !errors.Is(err, unix.ENOTSUP) {
 			c.report(e, BadXattr, "cannot list extended attributes: %v", err)
@@ -672,16 +624,16 @@ func (c *checker) xattrs(fd int, e *entry) {
 	}
 	id := entryID(fd)
 	for _, name := range names {
-		if !strings.HasPrefix(name, "user.") {
+		if !layout.SealsXattr(name) {
 			continue
 		}
 		c.rep.Xattrs++
-		val, err := getXattr(fd, name)
+		val, err := layout.GetXattr(fd, name)
 		if err != nil {
 			c.report(e, BadXattr, "extended attribute %s unreadable: %v", name, err)
 			continue
 		}
-		if !c.xattrOpens(val, name, id) {
+		if _, err := layout.OpenXattr(c.k, c.formats(), name, id, val); err != nil {
 			c.report(e, BadXattr, "extended attribute %s fails authentication (not repaired: remove it through the mount)", name)
 		}
 	}
@@ -693,11 +645,6 @@ func (c *checker) xattrs(fd int, e *entry) {
 func sidecarMatches(long string, sidecar []byte) bool {
 	h := sha256.Sum256(sidecar)
 	return long == crypt.LongPrefix+base64URL.EncodeToString(h[:])
-}
-
-func isEncryptedName(name string) bool {
-	k := crypt.Classify(name)
-	return k == crypt.Encrypted || k == crypt.Long
 }
 
 // countLostFound counts the entries of the lost+found directory name at
@@ -722,11 +669,7 @@ func (c *checker) countLostFound(rootFd int, name string) int64 {
 // lostFoundStored returns the vault name of the encrypted LostFoundName,
 // or "" when the root has no usable directory IV.
 func (c *checker) lostFoundStored() string {
-	data, err := readSmallFile(c.rootFd, crypt.DirIVName)
-	if err != nil {
-		return ""
-	}
-	iv, err := crypt.ParseDirIV(data)
+	iv, err := layout.ReadDirIV(c.rootFd)
 	if err != nil {
 		return ""
 	}

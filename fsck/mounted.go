@@ -6,9 +6,6 @@ import (
 	"cryptpt/internal/mountinfo"
 )
 
-// mountType is the mount table type of a cryptpt mount.
-const mountType = "fuse.cryptpt"
-
 // MountedAt returns the mountpoints of the cryptpt mounts of the vault at
 // backing, as /proc/self/mountinfo lists them (their source is the vault's
 // absolute path).
@@ -26,7 +23,7 @@ func MountedAt(backing string) ([]string, error) {
 	}
 	var out []string
 	for _, m := range mounts {
-		if m.FSType == mountType && (want[m.Source] || want[filepath.Clean(m.Source)]) {
+		if m.IsCryptpt() && (want[m.Source] || want[filepath.Clean(m.Source)]) {
 			out = append(out, m.Point)
 		}
 	}

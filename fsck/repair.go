@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,7 +61,7 @@ func (c *checker) openLostFound() error {
 	if c.rootIV == nil && c.rootIVAbsent {
 		// Nothing depends on the root's IV: make one, as the mount
 		// does for a directory's first encrypted entry.
-		iv, err := createDirIV(c.rootFd, l.uid, l.gid)
+		iv, err := layout.CreateDirIV(c.rootFd, owner(l.uid, l.gid))
 		if err != nil {
 			return fmt.Errorf("cannot create the root's %s: %w", crypt.DirIVName, err)
 		}
@@ -88,9 +89,9 @@ func (c *checker) openLostFound() error {
 		return fmt.Errorf("cannot open %s (it must be a directory): %w", LostFoundName, err)
 	}
 	if c.rootIV != nil {
-		iv, err := readDirIV(fd)
+		iv, err := layout.ReadDirIV(fd)
 		if errors.Is(err, unix.ENOENT) {
-			iv, err = createDirIV(fd, l.uid, l.gid)
+			iv, err = layout.CreateDirIV(fd, owner(l.uid, l.gid))
 		}
 		if err != nil {
 			unix.Close(fd)
@@ -220,7 +221,7 @@ func (c *checker) keepRaw(e *entry, name string) bool {
 		return c.moveRaw(e)
 	}
 	err := func() error {
-		fd, err := openRead(e.dirfd, e.name)
+		fd, err := layout.OpenRead(e.dirfd, e.name)
 		if err != nil {
 			return err
 		}
@@ -337,7 +338,7 @@ func (c *checker) storedName(plain string) (stored, sidecarName string, err erro
 	}
 	if sidecar != nil {
 		sidecarName = crypt.SidecarName(stored)
-		if err := writeSmallFile(c.lf.fd, sidecarName, sidecar, c.lf.uid, c.lf.gid, false); err != nil {
+		if err := layout.WriteSidecar(c.lf.fd, stored, sidecar, owner(c.lf.uid, c.lf.gid)); err != nil {
 			return "", "", err
 		}
 	}
@@ -379,36 +380,17 @@ func (c *checker) createFile(plain string, mode uint32, fill func(*plainWriter) 
 }
 
 func (c *checker) createFileStored(stored string, mode uint32, fill func(*plainWriter) error) error {
-	tmp, err := crypt.TempName()
-	if err != nil {
-		return err
-	}
-	fd, err := unix.Openat(c.lf.fd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), tmp)
 	h, err := newFileHeader(c.o.FormatVersion)
-	if err == nil {
-		err = fill(&plainWriter{k: c.k, f: f, h: h})
-	}
-	if err == nil {
-		unix.Fchown(fd, c.lf.uid, c.lf.gid)
-		err = unix.Fchmod(fd, mode&0o777) // no set-ID bits: the owner may differ
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = unix.Renameat2(c.lf.fd, tmp, c.lf.fd, stored, unix.RENAME_NOREPLACE)
-	}
 	if err != nil {
-		unix.Unlinkat(c.lf.fd, tmp, 0)
+		return err
 	}
-	return err
+	o := layout.WriteOptions{Perm: 0o600, NoReplace: true, Prepare: func(fd int) error {
+		unix.Fchown(fd, c.lf.uid, c.lf.gid)
+		return unix.Fchmod(fd, mode&0o777) // no set-ID bits: the owner may differ
+	}}
+	return layout.WriteFileFunc(c.lf.fd, stored, o, func(f *os.File) error {
+		return fill(&plainWriter{k: c.k, f: f, h: h})
+	})
 }
 
 // moveRaw moves e (and its long-name sidecar) into a plaintext

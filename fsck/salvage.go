@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"cryptpt/crypt"
+	"cryptpt/layout"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,7 +54,7 @@ func (s *Salvage) addLost(off, n int64) {
 // the lost ranges is written as base + DamageReportSuffix. The copy comes
 // first, so a crash leaves the original in place.
 func (c *checker) salvage(e *entry, st *unix.Stat_t, base string) error {
-	fd, err := openRead(e.dirfd, e.name)
+	fd, err := layout.OpenRead(e.dirfd, e.name)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cryptpt/crypt"
 )
 
 // stronger is a KDF cheap enough for tests but above FastKDF in both
@@ -50,7 +52,7 @@ func editConfig(t *testing.T, dir string, fn func(c *Config)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ConfigName), data, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, crypt.VaultConfigName), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -81,7 +83,7 @@ func createV1(t *testing.T, dir, password string, p KDFParams) (master [KeySize]
 	if bytes.Contains(data, []byte("mac")) || !bytes.Contains(data, []byte("version = 1")) {
 		t.Fatalf("not a version-1 config:\n%s", data)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ConfigName), data, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, crypt.VaultConfigName), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return master, FormatRecoveryKey(&rk)
@@ -303,13 +305,13 @@ func TestSetPasswordWithKeyChecksKey(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	master, _ := NewTestVault(t, dir, "pw")
-	before, _ := os.ReadFile(filepath.Join(dir, ConfigName))
+	before, _ := os.ReadFile(filepath.Join(dir, crypt.VaultConfigName))
 	wrong := master
 	wrong[0] ^= 1
 	if err := SetPasswordWithKey(dir, &wrong, []byte("new")); !errors.Is(err, ErrTampered) {
 		t.Fatalf("wrong key: %v, want ErrTampered", err)
 	}
-	if after, _ := os.ReadFile(filepath.Join(dir, ConfigName)); !bytes.Equal(before, after) {
+	if after, _ := os.ReadFile(filepath.Join(dir, crypt.VaultConfigName)); !bytes.Equal(before, after) {
 		t.Fatal("config written with a wrong key")
 	}
 	editConfig(t, dir, func(c *Config) { c.KDF.Time++ })

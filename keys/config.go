@@ -12,17 +12,10 @@ import (
 	"slices"
 	"sort"
 
+	"cryptpt/crypt"
+
 	"github.com/BurntSushi/toml"
 )
-
-// ConfigName is the name of the vault config file at the vault root. The fs
-// layer must never show it (nor TempPrefix files) through the mount.
-const ConfigName = "~~vault.toml"
-
-// TempPrefix starts the name of a temporary file written while the config is
-// replaced ("~~t" + 16 hex digits). One left behind by a crash is harmless and
-// may be deleted.
-const TempPrefix = "~~t"
 
 // Format is the value of the top-level "format" key. Version is the config
 // version Create and every password change write; VersionV1 is the first
@@ -77,7 +70,7 @@ const (
 )
 
 func loadConfig(dir string, bounds kdfBounds) (*Config, error) {
-	path := filepath.Join(dir, ConfigName)
+	path := filepath.Join(dir, crypt.VaultConfigName)
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cryptpt/crypt"
 )
 
 // Valid base64 values for hand-written configs.
@@ -266,7 +268,7 @@ func TestLoad(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
 		data := renderConfig(nil, nil) + "#" + strings.Repeat("x", maxConfigSize) + "\n"
-		if err := os.WriteFile(filepath.Join(dir, ConfigName), []byte(data), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, crypt.VaultConfigName), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := Load(dir); !errors.Is(err, ErrCorrupt) {
@@ -276,7 +278,7 @@ func TestLoad(t *testing.T) {
 	t.Run("ok", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, ConfigName), []byte(renderConfig(nil, nil)), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, crypt.VaultConfigName), []byte(renderConfig(nil, nil)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if cfg, err := Load(dir); err != nil || cfg.KDF != FastKDF {

@@ -6,9 +6,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cryptpt/crypt"
+	"cryptpt/layout"
 )
 
-var allSteps = []string{stepCreate, stepWrite, stepSync, stepClose, stepRename, stepSyncDir}
+var allSteps = []string{layout.StepCreate, layout.StepWrite, layout.StepSync, layout.StepClose, layout.StepRename, layout.StepSyncDir}
+
+// errCrash is returned by a test hook to stop writeConfig where it is, as if
+// the process had been killed: no cleanup runs.
+var errCrash = errors.New("simulated crash")
 
 // crashAt returns a hook that simulates a kill right after step.
 func crashAt(step string) hookFunc {
@@ -76,7 +83,7 @@ func TestCrashDuringRewrite(t *testing.T) {
 				temps := 0
 				ents, _ := os.ReadDir(dir)
 				for _, e := range ents {
-					if strings.HasPrefix(e.Name(), TempPrefix) {
+					if strings.HasPrefix(e.Name(), crypt.TempPrefix) {
 						temps++
 					}
 				}
@@ -126,22 +133,18 @@ func TestCrashDuringCreate(t *testing.T) {
 }
 
 // TestWriteConfigErrorCleansUp: an ordinary error (not a crash) removes the
-// temp file.
+// temp file: here the rename fails, as a directory holds the config's name.
 func TestWriteConfigErrorCleansUp(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	boom := errors.New("boom")
-	err := writeConfig(dir, []byte("x"), false, func(s string) error {
-		if s == stepSync {
-			return boom
-		}
-		return nil
-	})
-	if !errors.Is(err, boom) {
+	if err := os.Mkdir(filepath.Join(dir, crypt.VaultConfigName), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	if err := writeConfig(dir, []byte("x"), false, nil); err == nil {
+		t.Fatal("writeConfig replaced a directory")
+	}
 	assertNoTemp(t, dir)
-	if _, err := os.Stat(filepath.Join(dir, ConfigName)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("config written: %v", err)
+	if st, err := os.Stat(filepath.Join(dir, crypt.VaultConfigName)); err != nil || !st.IsDir() {
+		t.Fatalf("config name changed: %v", err)
 	}
 }

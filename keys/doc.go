@@ -1,8 +1,9 @@
 // Package keys owns the vault config file, the password KDF (Argon2id) and
 // the wrapping of the vault master key under a password and a recovery key.
 //
-// It reads and writes one file, ConfigName ("~~vault.toml") at the vault root,
-// plus short-lived TempPrefix ("~~t…") files while replacing it. It never
+// It reads and writes one file, crypt.VaultConfigName ("~~vault.toml") at the
+// vault root, plus short-lived crypt.TempPrefix ("~~t…") files while
+// replacing it (layout.WriteFile, the vault's one atomic writer). It never
 // prompts, prints or exits (cmd/cryptpt does that), never touches other files
 // of the vault, and knows nothing of FUSE or of how the master key is used.
 //
@@ -103,9 +104,10 @@
 //
 // # Atomic replacement
 //
-// The config is written to "~~t" + 16 random hex digits in the vault root,
-// fsynced, closed, renamed over ConfigName (Create hard-links instead, so an
-// existing config is never replaced), and the directory is fsynced. A kill at
+// The config is written to a temp file "~~t…" in the vault root, fsynced,
+// closed, renamed over crypt.VaultConfigName (Create renames with
+// RENAME_NOREPLACE, so an existing config is never replaced), and the
+// directory is fsynced (layout.WriteFile). A kill at
 // any point leaves a config that opens with the old or the new password; a
 // leftover "~~t…" file is harmless.
 package keys

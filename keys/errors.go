@@ -3,6 +3,8 @@ package keys
 import (
 	"errors"
 	"fmt"
+
+	"cryptpt/crypt"
 )
 
 // ErrWrongPassword means the config is well formed but the password does not
@@ -38,7 +40,7 @@ var ErrTampered = errors.New("vault config was altered (it does not match its au
 
 // ErrNotVault means the directory has no vault config file. Errors that match
 // it also match fs.ErrNotExist.
-var ErrNotVault = errors.New("not a cryptpt vault (no " + ConfigName + ")")
+var ErrNotVault = errors.New("not a cryptpt vault (no " + crypt.VaultConfigName + ")")
 
 // ErrExists means Create found a vault config file already in place.
 var ErrExists = errors.New("vault config already exists")

@@ -2,11 +2,12 @@ package keys
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+
+	"cryptpt/crypt"
 )
 
 // Vault is an opened vault: its parsed config and the unwrapped master key.
@@ -46,8 +47,8 @@ func create(dir string, password []byte, p KDFParams, hook hookFunc) (master [Ke
 	if field, err := p.check(); err != nil {
 		return master, "", fmt.Errorf("keys: invalid %s: %w", field, err)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, ConfigName)); err == nil {
-		return master, "", fmt.Errorf("%w: %s", ErrExists, filepath.Join(dir, ConfigName))
+	if _, err := os.Lstat(filepath.Join(dir, crypt.VaultConfigName)); err == nil {
+		return master, "", fmt.Errorf("%w: %s", ErrExists, filepath.Join(dir, crypt.VaultConfigName))
 	}
 	if _, err := rand.Read(master[:]); err != nil {
 		return master, "", err
@@ -261,9 +262,6 @@ func rewrite(dir string, v *Vault, newPassword []byte, min KDFParams, hook hookF
 		return err
 	}
 	if err := writeConfig(dir, data, false, hook); err != nil {
-		if errors.Is(err, errCrash) {
-			return err
-		}
 		return fmt.Errorf("write vault config: %w", err)
 	}
 	return nil

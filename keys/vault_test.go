@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cryptpt/crypt"
+	"cryptpt/layout"
 )
 
 func TestCreateOpen(t *testing.T) {
@@ -43,7 +46,7 @@ func TestCreateOpen(t *testing.T) {
 		t.Fatal("OpenWithRecoveryKey returned another master key")
 	}
 
-	info, err := os.Stat(filepath.Join(dir, ConfigName))
+	info, err := os.Stat(filepath.Join(dir, crypt.VaultConfigName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +96,7 @@ func TestWrongPasswordVsCorrupt(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	NewTestVault(t, dir, "pw")
-	path := filepath.Join(dir, ConfigName)
+	path := filepath.Join(dir, crypt.VaultConfigName)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -150,12 +153,12 @@ func TestCreateRefuses(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
 		master, _ := NewTestVault(t, dir, "pw")
-		before, _ := os.ReadFile(filepath.Join(dir, ConfigName))
+		before, _ := os.ReadFile(filepath.Join(dir, crypt.VaultConfigName))
 		m, rk, err := Create(dir, []byte("other"), FastKDF)
 		if !errors.Is(err, ErrExists) || m != ([KeySize]byte{}) || rk != "" {
 			t.Fatalf("got %x, %q, %v; want ErrExists", m, rk, err)
 		}
-		after, _ := os.ReadFile(filepath.Join(dir, ConfigName))
+		after, _ := os.ReadFile(filepath.Join(dir, crypt.VaultConfigName))
 		if !bytes.Equal(before, after) {
 			t.Fatal("existing config changed")
 		}
@@ -169,15 +172,15 @@ func TestCreateRefuses(t *testing.T) {
 		// A config that appears between the check and the write is not replaced.
 		dir := t.TempDir()
 		hook := func(step string) error {
-			if step == stepClose {
-				return os.WriteFile(filepath.Join(dir, ConfigName), []byte("other"), 0o600)
+			if step == layout.StepClose {
+				return os.WriteFile(filepath.Join(dir, crypt.VaultConfigName), []byte("other"), 0o600)
 			}
 			return nil
 		}
 		if _, _, err := create(dir, []byte("pw"), FastKDF, hook); !errors.Is(err, ErrExists) {
 			t.Fatalf("got %v, want ErrExists", err)
 		}
-		if data, _ := os.ReadFile(filepath.Join(dir, ConfigName)); string(data) != "other" {
+		if data, _ := os.ReadFile(filepath.Join(dir, crypt.VaultConfigName)); string(data) != "other" {
 			t.Fatal("config replaced")
 		}
 		assertNoTemp(t, dir)
@@ -306,7 +309,7 @@ func assertNoTemp(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), TempPrefix) {
+		if strings.HasPrefix(e.Name(), crypt.TempPrefix) {
 			t.Errorf("temp file %s left behind", e.Name())
 		}
 	}

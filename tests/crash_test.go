@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"cryptpt/crypt"
 	"cryptpt/keys"
 
 	"golang.org/x/sys/unix"
@@ -386,7 +387,7 @@ func TestCrashPasswd(t *testing.T) {
 	entries, err := os.ReadDir(v.backing)
 	must(t, err)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), keys.TempPrefix) {
+		if strings.HasPrefix(e.Name(), crypt.TempPrefix) {
 			leftovers = append(leftovers, e.Name())
 		}
 	}

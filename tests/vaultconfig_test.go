@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"cryptpt/crypt"
 	"cryptpt/keys"
 
 	"github.com/BurntSushi/toml"
@@ -22,7 +23,7 @@ import (
 func vaultConfig(t *testing.T, backing string) map[string]any {
 	t.Helper()
 	var m map[string]any
-	if _, err := toml.DecodeFile(filepath.Join(backing, keys.ConfigName), &m); err != nil {
+	if _, err := toml.DecodeFile(filepath.Join(backing, crypt.VaultConfigName), &m); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -34,7 +35,7 @@ func writeVaultConfig(t *testing.T, backing string, m map[string]any) {
 	t.Helper()
 	var b bytes.Buffer
 	must(t, toml.NewEncoder(&b).Encode(m))
-	must(t, os.WriteFile(filepath.Join(backing, keys.ConfigName), b.Bytes(), 0o600))
+	must(t, os.WriteFile(filepath.Join(backing, crypt.VaultConfigName), b.Bytes(), 0o600))
 }
 
 // table returns the TOML table name of m.
@@ -173,7 +174,7 @@ func TestKDFDowngradeThroughReset(t *testing.T) {
 // recovery wrap, the MAC and the version as an altered config.
 func TestEditedConfigRefused(t *testing.T) {
 	v := newCLIVault(t)
-	orig, err := os.ReadFile(filepath.Join(v.backing, keys.ConfigName))
+	orig, err := os.ReadFile(filepath.Join(v.backing, crypt.VaultConfigName))
 	must(t, err)
 	tests := []struct {
 		name string
@@ -203,7 +204,7 @@ func TestEditedConfigRefused(t *testing.T) {
 			tt.edit(t, cfg)
 			writeVaultConfig(t, v.backing, cfg)
 			expectFail(t, tt.want, "fsck", "--passfile", v.pwfile, v.backing)
-			must(t, os.WriteFile(filepath.Join(v.backing, keys.ConfigName), orig, 0o600))
+			must(t, os.WriteFile(filepath.Join(v.backing, crypt.VaultConfigName), orig, 0o600))
 		})
 	}
 	run(t, "fsck", "--passfile", v.pwfile, v.backing)
@@ -226,7 +227,7 @@ func TestKDFFlagsRangeChecked(t *testing.T) {
 	} {
 		vault := filepath.Join(dir, "v"+string(rune('a'+i)))
 		expectFail(t, flags[0]+" "+flags[1]+" is out of range", append(append([]string{"init", "--passfile", pw}, flags...), vault)...)
-		if _, err := os.Stat(filepath.Join(vault, keys.ConfigName)); err == nil {
+		if _, err := os.Stat(filepath.Join(vault, crypt.VaultConfigName)); err == nil {
 			t.Errorf("init %v wrote a vault config", flags)
 		}
 	}

@@ -45,7 +45,7 @@ func runUnmount(args []string) error {
 func mountSource(mp string) string {
 	mounts, _ := mountinfo.Read()
 	for _, m := range mounts {
-		if m.Point == mp && m.FSType == "fuse."+fs.FsName {
+		if m.Point == mp && m.IsCryptpt() {
 			return m.Source
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"cryptpt/crypt"
 	"cryptpt/fs"
 	"cryptpt/keys"
 
@@ -126,7 +127,7 @@ func keyPinned(user string) bool {
 
 // homeReady reports whether h is a finished encrypted home.
 func homeReady(h *homeLayout) bool {
-	return exists(filepath.Join(h.vault, keys.ConfigName)) && !exists(h.state)
+	return exists(filepath.Join(h.vault, crypt.VaultConfigName)) && !exists(h.state)
 }
 
 func isMounted(dir string) bool {

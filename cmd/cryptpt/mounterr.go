@@ -153,7 +153,7 @@ func fusermountInstalled() bool {
 func mountedOn(backing string) string {
 	mounts, _ := mountinfo.Read()
 	for _, m := range mounts {
-		if m.FSType == "fuse."+fs.FsName && m.Source == backing {
+		if m.IsCryptpt() && m.Source == backing {
 			return m.Point
 		}
 	}

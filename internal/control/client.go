@@ -64,7 +64,7 @@ func OwnerUID(mountpoint string) (int, error) {
 	}
 	for i := len(mounts) - 1; i >= 0; i-- {
 		m := mounts[i]
-		if m.Point != mountpoint || m.FSType != "fuse."+fs.FsName {
+		if m.Point != mountpoint || !m.IsCryptpt() {
 			continue
 		}
 		v, ok := m.Option("user_id")

@@ -8,6 +8,13 @@ import (
 	"strings"
 )
 
+// How a cryptpt mount shows in the table: FUSE mounts it as type "fuse."
+// plus the name the daemon gives (the subtype).
+const (
+	Name = "cryptpt"      // the subtype a cryptpt daemon mounts with
+	Type = "fuse." + Name // its type in the mount table
+)
+
 // Entry is one mount.
 type Entry struct {
 	Point  string // where it is mounted
@@ -15,6 +22,10 @@ type Entry struct {
 	Source string // e.g. "/dev/sda1", or a cryptpt vault's path
 	Super  string // superblock options, e.g. "rw,user_id=1000,group_id=1000"
 }
+
+// IsCryptpt reports whether e is a cryptpt mount (not the view, which is in
+// no mount table).
+func (e Entry) IsCryptpt() bool { return e.FSType == Type }
 
 // Read parses /proc/self/mountinfo.
 func Read() ([]Entry, error) {
