@@ -409,9 +409,7 @@ func (n *node) dirIV(create bool) (*[16]byte, syscall.Errno) {
 		}
 	}
 	if err != nil {
-		n.v.stats.authFailures.Add(1)
-		n.v.logf("directory IV of %s unusable: %v (restore %s from a backup; \"cryptpt fsck\" reports it)", n.v.entryName(n), err, crypt.DirIVName)
-		return nil, syscall.EIO
+		return nil, n.v.authFailed(n.v.entryName(n), "directory IV", fmt.Errorf("%w (restore %s from a backup; \"cryptpt fsck\" reports it)", err, crypt.DirIVName))
 	}
 	n.iv = iv
 	return iv, 0

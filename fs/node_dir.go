@@ -69,9 +69,7 @@ func (n *node) readSymlink(fd int, stored, name string) ([]byte, syscall.Errno) 
 		}
 	}
 	if err != nil {
-		n.v.stats.authFailures.Add(1)
-		n.v.logf("symlink %s: target fails authentication: %v", n.v.childName(n, name, stored), err)
-		return nil, syscall.EIO
+		return nil, n.v.authFailed(n.v.childName(n, name, stored), "symlink target", err)
 	}
 	return target, 0
 }

@@ -189,9 +189,7 @@ func (n *node) openXattrOf(attr string, sealed []byte, id *[16]byte) ([]byte, sy
 			return value, 0
 		}
 	}
-	n.v.stats.authFailures.Add(1)
-	n.v.logf("xattr %q of %s fails authentication: %v", attr, n.v.entryName(n), err)
-	return nil, syscall.EIO
+	return nil, n.v.authFailed(n.v.entryName(n), fmt.Sprintf("xattr %q", attr), err)
 }
 
 // formatsToTry lists the formats a sealed value may be in, the vault's

@@ -1,0 +1,127 @@
+package fs_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"cryptpt/crypt"
+	"cryptpt/fs"
+
+	"golang.org/x/sys/unix"
+)
+
+// A vault file that fails authentication reads as a broken file: EIO, for
+// every way its content, symlink target, xattr value or directory IV is
+// reached, and one log line in one format naming what failed.
+func TestAuthFailuresAreEIO(t *testing.T) {
+	content := make([]byte, 10000)
+	for i := range content {
+		content[i] = byte(i)
+	}
+	type damage struct {
+		name   string
+		make   func(t *testing.T, tv *fs.TestVault) string // returns the vault name
+		tamper func(t *testing.T, vaultPath string)
+		probes map[string]func(tv *fs.TestVault) error
+		part   string // what the log line says failed
+	}
+	file := func(t *testing.T, tv *fs.TestVault) string {
+		return newBackingEntry(t, tv.Backing, func() { must(t, os.WriteFile(tv.Path("f"), content, 0o644)) })
+	}
+	rewrite := func(off int64, b []byte) func(t *testing.T, p string) {
+		return func(t *testing.T, p string) {
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			must(t, err)
+			defer f.Close()
+			_, err = f.WriteAt(b, off)
+			must(t, err)
+		}
+	}
+	cut := func(size int64) func(t *testing.T, p string) {
+		return func(t *testing.T, p string) { must(t, os.Truncate(p, size)) }
+	}
+	read := func(tv *fs.TestVault) error { _, err := os.ReadFile(tv.Path("f")); return err }
+	contentProbes := map[string]func(tv *fs.TestVault) error{
+		"read": read,
+		"write": func(tv *fs.TestVault) error {
+			f, err := os.OpenFile(tv.Path("f"), os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			_, err = f.WriteAt([]byte("x"), 10)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		},
+		"truncate": func(tv *fs.TestVault) error { return os.Truncate(tv.Path("f"), 5) },
+	}
+	openProbes := map[string]func(tv *fs.TestVault) error{"read": read}
+	cases := []damage{
+		{"flipped block", file, rewrite(crypt.HeaderSize+100, []byte{0xff, 0xff}), contentProbes, "vault file"},
+		{"impossible size", file, cut(crypt.HeaderSize + crypt.BlockOverhead), openProbes, "vault file"},
+		{"bad header", file, rewrite(0, []byte("XXXX")), openProbes, "vault file"},
+		{"shorter than its header", file, cut(crypt.HeaderSize - 1), openProbes, "vault file"},
+		{"symlink target", func(t *testing.T, tv *fs.TestVault) string {
+			return newBackingEntry(t, tv.Backing, func() { must(t, os.Symlink("somewhere", tv.Path("f"))) })
+		}, func(t *testing.T, p string) {
+			must(t, os.Remove(p))
+			must(t, os.Symlink("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", p))
+		}, map[string]func(tv *fs.TestVault) error{
+			"readlink": func(tv *fs.TestVault) error { _, err := os.Readlink(tv.Path("f")); return err },
+		}, "symlink target"},
+		{"xattr value", func(t *testing.T, tv *fs.TestVault) string {
+			p := file(t, tv)
+			must(t, unix.Setxattr(tv.Path("f"), "user.x", []byte("value"), 0))
+			return p
+		}, func(t *testing.T, p string) {
+			must(t, unix.Setxattr(p, "user.x", make([]byte, 40), 0))
+		}, map[string]func(tv *fs.TestVault) error{
+			"getxattr": func(tv *fs.TestVault) error {
+				_, err := unix.Getxattr(tv.Path("f"), "user.x", make([]byte, 100))
+				return err
+			},
+		}, `xattr "user.x"`},
+		{"directory IV", func(t *testing.T, tv *fs.TestVault) string {
+			return newBackingEntry(t, tv.Backing, func() { must(t, os.Mkdir(tv.Path("f"), 0o755)) })
+		}, func(t *testing.T, p string) {
+			must(t, os.Remove(filepath.Join(p, crypt.DirIVName)))
+		}, map[string]func(tv *fs.TestVault) error{
+			"create": func(tv *fs.TestVault) error { return os.WriteFile(tv.Path("f/new"), nil, 0o644) },
+		}, "directory IV"},
+	}
+	// Without the writeback cache, writes reach encFile.Write as they are.
+	for _, cache := range []string{"writeback", "direct"} {
+		for _, c := range cases {
+			for probe, do := range c.probes {
+				t.Run(cache+"/"+c.name+"/"+probe, func(t *testing.T) {
+					tv := fs.NewTestVault(t, fs.TestOptions{Options: fs.Options{NoWriteback: cache == "direct"}})
+					p := c.make(t, tv)
+					tv.Unmount(t)
+					c.tamper(t, p)
+					tv.Remount(t)
+					before := len(tv.Log())
+					if err := do(tv); !errors.Is(err, syscall.EIO) {
+						t.Errorf("%v, want EIO", err)
+					}
+					logged := strings.TrimSpace(tv.Log()[before:])
+					if logged == "" {
+						t.Fatal("nothing logged")
+					}
+					for _, line := range strings.Split(logged, "\n") {
+						if !strings.HasPrefix(line, "authentication failed: ") || !strings.Contains(line, "("+c.part) || !strings.Contains(line, filepath.Base(p)) {
+							t.Errorf("log line %q, want \"authentication failed: ENTRY (%s…): …\" naming %s", line, c.part, filepath.Base(p))
+						}
+					}
+					if st := tv.Mount.Status(); st.AuthFailures == 0 {
+						t.Error("not counted")
+					}
+				})
+			}
+		}
+	}
+}
