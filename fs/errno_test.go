@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +14,69 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// Names starting with crypt.ReservedPrefix belong to the vault where
+// entries are plaintext, and are ordinary names where they are encrypted
+// (docs/format.md). Where plaintext, every way of giving an entry such a
+// name is EINVAL and looking one up is ENOENT (nothing can have it);
+// where encrypted, such an entry is found by name like any other, also
+// after a remount, when the kernel has forgotten the entry it was given at
+// creation.
+func TestReservedNames(t *testing.T) {
+	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"pub/"}})
+	must(t, os.Mkdir(tv.Path("pub"), 0o755))
+	must(t, os.WriteFile(tv.Path("pub/p"), []byte("public"), 0o644))
+	must(t, os.WriteFile(tv.Path("f"), []byte("secret"), 0o644))
+
+	mine := []string{"~~mine", crypt.DirIVName, crypt.VaultConfigName + ".d/x"}
+	must(t, os.WriteFile(tv.Path(mine[0]), []byte("mine"), 0o644))
+	must(t, os.WriteFile(tv.Path(mine[1]), []byte("my diriv"), 0o644))
+	must(t, os.Mkdir(tv.Path(crypt.VaultConfigName+".d"), 0o755))
+	must(t, os.Symlink("target", tv.Path(mine[2])))
+
+	for op, err := range map[string]error{
+		"create":  os.WriteFile(tv.Path("pub/~~x"), nil, 0o644),
+		"mkdir":   os.Mkdir(tv.Path("pub/"+crypt.DirIVName), 0o755),
+		"mknod":   unix.Mkfifo(tv.Path("pub/~~fifo"), 0o644),
+		"symlink": os.Symlink("x", tv.Path("pub/~~cFake")),
+		"link":    os.Link(tv.Path("pub/p"), tv.Path("pub/~~link")),
+		"rename":  os.Rename(tv.Path("pub/p"), tv.Path("pub/~~p")),
+	} {
+		if !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("%s of a ~~ name where entries are plaintext: %v, want EINVAL", op, err)
+		}
+	}
+
+	tv.Unmount(t)
+	tv.Remount(t)
+	for _, name := range []string{"pub/~~x", "pub/" + crypt.DirIVName, crypt.VaultConfigName + "x"} {
+		if _, err := os.Lstat(tv.Path(name)); !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("lstat %s: %v, want ENOENT", name, err)
+		}
+	}
+	if got, err := os.ReadFile(tv.Path(mine[0])); err != nil || string(got) != "mine" {
+		t.Errorf("%s after a remount: %q, %v", mine[0], got, err)
+	}
+	if got, err := os.ReadFile(tv.Path(mine[1])); err != nil || string(got) != "my diriv" {
+		t.Errorf("%s after a remount: %q, %v", mine[1], got, err)
+	}
+	if got, err := os.Readlink(tv.Path(mine[2])); err != nil || got != "target" {
+		t.Errorf("%s after a remount: %q, %v", mine[2], got, err)
+	}
+	ents, err := os.ReadDir(tv.Mnt)
+	must(t, err)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if want := []string{"f", "pub", crypt.DirIVName, mine[0], crypt.VaultConfigName + ".d"}; !slices.Equal(names, want) {
+		t.Errorf("root lists %q, want %q", names, want)
+	}
+	// The vault's own files are untouched: the config still opens.
+	if _, err := os.Stat(filepath.Join(tv.Backing, crypt.VaultConfigName)); err != nil {
+		t.Error(err)
+	}
+}
 
 // A vault file that fails authentication reads as a broken file: EIO, for
 // every way its content, symlink target, xattr value or directory IV is

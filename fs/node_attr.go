@@ -6,6 +6,8 @@ import (
 	"os"
 	"syscall"
 
+	"cryptpt/crypt"
+
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -463,7 +465,8 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 		return toErrno(err)
 	}
 	out.FromStatfsT(&st)
-	// Encrypted names are longer than their plaintext; this is what is safe.
-	out.NameLen = 255
+	// What checkName accepts in both modes: the vault stores longer
+	// encrypted names as long names (docs/format.md).
+	out.NameLen = crypt.MaxNameLen
 	return 0
 }

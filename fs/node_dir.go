@@ -145,10 +145,7 @@ func (n *node) prepareNewIn(fd int, name string, enc bool) (string, syscall.Errn
 	} else if errno != syscall.ENOENT && errno != syscall.EINVAL {
 		return "", errno
 	}
-	stored, sidecar, errno := n.storedNameSidecar(name, enc, true)
-	if errno == syscall.EINVAL {
-		n.v.logf("refused: a name in %s that the vault keeps for its own files (prefix %q) or a sync tool's", n.v.entryName(n), crypt.ReservedPrefix)
-	}
+	stored, sidecar, errno := n.newStoredName(name, enc)
 	if errno != 0 {
 		return "", errno
 	}
@@ -159,6 +156,17 @@ func (n *node) prepareNewIn(fd int, name string, enc bool) (string, syscall.Errn
 		}
 	}
 	return stored, 0
+}
+
+// newStoredName is storedNameSidecar for a name an entry is about to get
+// (created, linked or renamed to), making the directory IV if needed; a
+// reserved name is refused with a log line.
+func (n *node) newStoredName(name string, enc bool) (string, []byte, syscall.Errno) {
+	stored, sidecar, errno := n.storedNameSidecar(name, enc, true)
+	if errno == syscall.EINVAL {
+		n.v.logf("refused: a name in %s that the vault keeps for its own files (prefix %q) or a sync tool's", n.v.entryName(n), crypt.ReservedPrefix)
+	}
+	return stored, sidecar, errno
 }
 
 // existing returns the mode and vault name of the entry name in n.

@@ -26,8 +26,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if n.v.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	if len(newName) > 255 {
-		return syscall.ENAMETOOLONG
+	if errno := checkName(newName); errno != 0 {
+		return errno
 	}
 	enc, sstored, errno := n.existing(name)
 	if errno != 0 {
@@ -60,7 +60,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 
 	np.treeMu.RLock()
 	defer np.treeMu.RUnlock()
-	dstored, sidecar, errno := np.storedNameSidecar(newName, enc, true)
+	dstored, sidecar, errno := np.newStoredName(newName, enc)
 	if errno != 0 {
 		return errno
 	}
