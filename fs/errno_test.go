@@ -189,3 +189,65 @@ func TestAuthFailuresAreEIO(t *testing.T) {
 		}
 	}
 }
+
+// An entry keeps its mode wherever it gets a name (placement): an
+// encrypted one may go anywhere, as drift where the policy says plaintext;
+// a plaintext one only where the policy keeps plaintext, else EXDEV. The
+// same rule holds for rename, link and either side of an exchange, and an
+// exchange of entries of two modes is EXDEV.
+func TestPlacement(t *testing.T) {
+	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"pub/"}})
+	must(t, os.Mkdir(tv.Path("pub"), 0o755))
+	for _, f := range []string{"e", "e2", "pub/p", "pub/p2"} {
+		must(t, os.WriteFile(tv.Path(f), []byte(f), 0o644))
+	}
+	// A plaintext entry where the policy encrypts, as one planted in the
+	// vault is (quarantined).
+	tv.Unmount(t)
+	must(t, os.WriteFile(filepath.Join(tv.Backing, "planted"), []byte("planted"), 0o644))
+	tv.Remount(t)
+
+	exchange := func(a, b string) error {
+		return unix.Renameat2(unix.AT_FDCWD, tv.Path(a), unix.AT_FDCWD, tv.Path(b), unix.RENAME_EXCHANGE)
+	}
+	for what, err := range map[string]error{
+		"rename plaintext to encrypted":          os.Rename(tv.Path("pub/p"), tv.Path("q")),
+		"link plaintext to encrypted":            os.Link(tv.Path("pub/p"), tv.Path("q")),
+		"exchange encrypted and plaintext":       exchange("e", "pub/p"),
+		"exchange plaintext and encrypted":       exchange("pub/p", "e"),
+		"exchange plaintext to encrypted (src)":  exchange("pub/p", "planted"),
+		"exchange plaintext to encrypted (dest)": exchange("planted", "pub/p"),
+	} {
+		if !errors.Is(err, syscall.EXDEV) {
+			t.Errorf("%s: %v, want EXDEV", what, err)
+		}
+	}
+	must(t, os.Rename(tv.Path("e"), tv.Path("pub/e")))
+	must(t, os.Link(tv.Path("e2"), tv.Path("pub/e2")))
+	must(t, exchange("pub/p", "pub/p2"))
+	must(t, exchange("pub/e", "e2"))
+	mode := func(name string) string {
+		buf := make([]byte, 20)
+		n, err := unix.Getxattr(tv.Path(name), fs.ModeXattr, buf)
+		if err != nil {
+			return err.Error()
+		}
+		return string(buf[:n])
+	}
+	for name, want := range map[string]string{
+		"pub/e": "encrypted", "e2": "encrypted", "pub/e2": "encrypted",
+		"pub/p": "plaintext", "pub/p2": "plaintext", "planted": "plaintext",
+	} {
+		if got := mode(name); got != want {
+			t.Errorf("%s is %s, want %s", name, got, want)
+		}
+	}
+	for name, want := range map[string]string{"pub/e": "e2", "e2": "e", "pub/e2": "e2", "pub/p": "pub/p2", "pub/p2": "pub/p"} {
+		if got, err := os.ReadFile(tv.Path(name)); err != nil || string(got) != want {
+			t.Errorf("%s holds %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if drift := tv.Mount.Status().Drift; !slices.Contains(drift, "pub/e") || !slices.Contains(drift, "pub/e2") {
+		t.Errorf("drift %q, want pub/e and pub/e2 among it", drift)
+	}
+}

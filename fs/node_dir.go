@@ -429,17 +429,17 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 
 var _ = (gofs.NodeLinker)((*node)(nil))
 
-// Link follows the rename rule: an encrypted entry may be linked anywhere and
-// stays encrypted; a plaintext one may not get a name the policy encrypts.
+// Link gives an entry a second name as placement allows (the kernel links
+// no directories).
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	t, ok := target.(*node)
 	if !ok || t.v != n.v {
 		return nil, syscall.EXDEV
 	}
 	path := n.childPath(name)
-	plainPolicy := n.v.policy().Decide(path, false).Plaintext
-	if !t.isEnc() && !plainPolicy {
-		return nil, syscall.EXDEV
+	drift, errno := n.v.placement(t.isEnc(), path, false)
+	if errno != 0 {
+		return nil, errno
 	}
 	n.treeMu.RLock()
 	defer n.treeMu.RUnlock()
@@ -475,7 +475,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	} else if err := unix.Linkat(sfd, sstored, fd, stored, 0); err != nil {
 		return nil, toErrno(err)
 	}
-	if t.isEnc() && plainPolicy {
+	if drift {
 		n.v.stats.note(&n.v.stats.drift, path)
 	}
 	var st syscall.Stat_t
