@@ -114,29 +114,20 @@ func (n *node) readHeader(f *os.File, size int64) (*crypt.Header, syscall.Errno)
 	if _, err := crypt.PlainSize(size); err != nil {
 		// A cut-off last block: fail the open, or the kernel would trust
 		// the size we report and never ask for the broken block.
-		n.authFailed(f, err)
-		return nil, syscall.EIO
+		return nil, n.authFailed(f, err)
 	}
 	buf := make([]byte, crypt.HeaderSize)
 	if _, err := f.ReadAt(buf, 0); err != nil {
 		if errors.Is(err, io.EOF) {
-			n.authFailed(f, errors.New("file shorter than its header"))
-			return nil, syscall.EIO
+			return nil, n.authFailed(f, errors.New("file shorter than its header"))
 		}
 		return nil, toErrno(err)
 	}
 	h, err := crypt.ParseHeader(buf)
 	if err != nil {
-		n.authFailed(f, err)
-		return nil, syscall.EIO
+		return nil, n.authFailed(f, err)
 	}
 	return &h, 0
-}
-
-// authFailed logs a failed authentication with the entry's paths and counts it.
-func (n *node) authFailed(f *os.File, err error) {
-	n.v.stats.authFailures.Add(1)
-	n.v.logf("authentication failed: %s (vault file %q): %v", n.v.entryName(n), f.Name(), err)
 }
 
 var _ = (gofs.FileReader)((*encFile)(nil))
@@ -197,12 +188,11 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 	}
 	tail := h.saveTail(size, off+int64(len(data)))
 	if _, err := n.v.content.WriteAt(h.f, n.hdr, data, off, size); err != nil {
-		if errors.Is(err, crypt.ErrAuth) || errors.Is(err, crypt.ErrSize) {
-			n.authFailed(h.f, err)
-			return 0, syscall.EIO
+		if !isAuthFailure(err) {
+			// Nothing was written when the old blocks failed.
+			h.restoreTail(oldSize, tail)
 		}
-		h.restoreTail(oldSize, tail)
-		return 0, toErrno(err)
+		return 0, n.contentErrno(h.f, err)
 	}
 	n.v.stats.encBytes.Add(int64(len(data)))
 	n.afterWrite(ctx, h.f, !h.inView)
@@ -411,8 +401,7 @@ func (h *encFile) plainSize() (int64, syscall.Errno) {
 	}
 	ps, err := crypt.PlainSize(cs)
 	if err != nil {
-		h.n.authFailed(h.f, err)
-		return 0, syscall.EIO
+		return 0, h.n.authFailed(h.f, err)
 	}
 	return ps, 0
 }

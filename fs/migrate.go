@@ -329,8 +329,7 @@ func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHd
 		}
 		ps, err := crypt.PlainSize(srcSize)
 		if err != nil {
-			n.authFailed(src, err)
-			return syscall.EIO
+			return n.authFailed(src, err)
 		}
 		plainSize = ps
 	}

@@ -351,16 +351,30 @@ func (n *node) storedName(name string, enc bool, create bool) (string, syscall.E
 	return stored, errno
 }
 
-// storedNameSidecar is storedName that also returns the long-name sidecar
-// content (nil for short names and plaintext entries).
-func (n *node) storedNameSidecar(name string, enc bool, create bool) (string, []byte, syscall.Errno) {
-	if len(name) > 255 {
-		return "", nil, syscall.ENAMETOOLONG
+// checkName refuses a name that no entry can have: one longer than
+// crypt.MaxNameLen bytes (ENAMETOOLONG; the kernel passes up to 1024), or
+// one that would step outside the directory (EINVAL; never from the kernel).
+func checkName(name string) syscall.Errno {
+	if len(name) > crypt.MaxNameLen {
+		return syscall.ENAMETOOLONG
 	}
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-		// Never from the kernel; refused so no caller can step outside
-		// the directory.
-		return "", nil, syscall.EINVAL
+		return syscall.EINVAL
+	}
+	return 0
+}
+
+// storedNameSidecar is storedName that also returns the long-name sidecar
+// content (nil for short names and plaintext entries).
+//
+// A reserved name, one starting with crypt.ReservedPrefix or kept by a sync
+// tool (syncToolName), has no plaintext form: EINVAL. So where entries are
+// plaintext, giving an entry such a name is EINVAL (newStoredName) and
+// looking one up finds nothing (ENOENT); where they are encrypted, it is an
+// ordinary name (docs/format.md).
+func (n *node) storedNameSidecar(name string, enc bool, create bool) (string, []byte, syscall.Errno) {
+	if errno := checkName(name); errno != 0 {
+		return "", nil, errno
 	}
 	if !enc {
 		if strings.HasPrefix(name, crypt.ReservedPrefix) || syncToolName(n.IsRoot(), name) {
@@ -416,9 +430,7 @@ func (n *node) dirIV(create bool) (*[16]byte, syscall.Errno) {
 		}
 	}
 	if err != nil {
-		n.v.stats.authFailures.Add(1)
-		n.v.logf("directory IV of %s unusable: %v (restore %s from a backup; \"cryptpt fsck\" reports it)", n.v.entryName(n), err, crypt.DirIVName)
-		return nil, syscall.EIO
+		return nil, n.v.authFailed(n.v.entryName(n), "directory IV", fmt.Errorf("%w (restore %s from a backup; \"cryptpt fsck\" reports it)", err, crypt.DirIVName))
 	}
 	n.iv = iv
 	return iv, 0

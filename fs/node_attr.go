@@ -2,9 +2,12 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
+
+	"cryptpt/crypt"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -43,26 +46,8 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 // getattrVault reports the attributes of the vault entry.
 func (n *node) getattrVault(f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var st syscall.Stat_t
-	fd, stored, flags, done, errno := n.attrTarget(f, false)
-	if errno != 0 {
+	if errno := n.onEntry(f, func(t entryTarget) error { return t.stat(n, &st) }); errno != 0 {
 		return errno
-	}
-	defer done()
-	err := fstatatFlags(fd, stored, flags, &st)
-	if err == nil && flags != 0 && !n.IsRoot() && st.Ino != n.ino.Load() {
-		// The name was just given to another file (a rename over it that
-		// go-fuse's tree does not show yet): not ours to report.
-		err = unix.ENOENT
-	}
-	if err == unix.ENOENT && flags != 0 {
-		// Gone from the vault under its name, but maybe still open.
-		if of := n.dupOpenFile(); of != nil {
-			err = syscall.Fstat(int(of.Fd()), &st)
-			of.Close()
-		}
-	}
-	if err != nil {
-		return toErrno(err)
 	}
 	n.fillAttr(&st, &out.Attr)
 	out.SetTimeout(n.attrTimeout())
@@ -85,13 +70,13 @@ func (n *node) openView(f gofs.FileHandle) *os.File {
 
 // setMtime sets the vault entry's mtime, leaving atime.
 func (n *node) setMtime(mtime syscall.Timespec) {
-	fd, stored, flags, done, errno := n.attrTarget(nil, true)
-	if errno != 0 {
-		return
-	}
-	defer done()
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.Timespec(mtime)}
-	unix.UtimesNanoAt(fd, stored, ts, flags)
+	n.onEntry(nil, func(t entryTarget) error {
+		if err := t.ours(n); err != nil {
+			return err
+		}
+		return unix.UtimesNanoAt(t.dirfd, t.name, ts, t.flags)
+	})
 }
 
 // setattrInView changes size and times of an encrypted file open through
@@ -227,43 +212,45 @@ func (n *node) openViewBriefly() *os.File {
 	return os.NewFile(uintptr(fd), vh.f.Name())
 }
 
-// setattrVault changes the attributes of the vault entry.
+// setattrVault changes the attributes of the vault entry, all at the one
+// entry onEntry reaches.
 func (n *node) setattrVault(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
-	fd, stored, flags, done, errno := n.attrTarget(f, true)
-	if errno != 0 {
-		return errno
-	}
-	defer done()
-	if mode, ok := in.GetMode(); ok {
-		if err := unix.Fchmodat(fd, stored, mode&07777, flags); err != nil {
-			return toErrno(err)
+	return n.onEntry(f, func(t entryTarget) error {
+		if err := t.ours(n); err != nil {
+			return err
 		}
-	}
-	uid, uok := in.GetUID()
-	gid, gok := in.GetGID()
-	if uok || gok || killRequest(in) {
-		u, g := -1, -1
-		if uok {
-			u = int(uid)
+		if mode, ok := in.GetMode(); ok {
+			if err := unix.Fchmodat(t.dirfd, t.name, mode&07777, t.flags); err != nil {
+				return err
+			}
 		}
-		if gok {
-			g = int(gid)
+		uid, uok := in.GetUID()
+		gid, gok := in.GetGID()
+		if uok || gok || killRequest(in) {
+			u, g := -1, -1
+			if uok {
+				u = int(uid)
+			}
+			if gok {
+				g = int(gid)
+			}
+			if errno := chown(ctx, t.dirfd, t.name, t.flags, u, g); errno != 0 {
+				return errno
+			}
 		}
-		if errno := chown(ctx, fd, stored, flags, u, g); errno != 0 {
-			return errno
+		if size, ok := in.GetSize(); ok {
+			if errno := n.refuseQuarantined("truncate"); errno != 0 {
+				return errno
+			}
+			if errno := n.truncate(ctx, f, t, int64(size), in.Valid&fuse.FATTR_KILL_SUIDGID != 0); errno != 0 {
+				return errno
+			}
 		}
-	}
-	if size, ok := in.GetSize(); ok {
-		if errno := n.refuseQuarantined("truncate"); errno != 0 {
-			return errno
+		atime, aok := in.GetATime()
+		mtime, mok := in.GetMTime()
+		if !aok && !mok {
+			return nil
 		}
-		if errno := n.truncate(ctx, f, int64(size), in.Valid&fuse.FATTR_KILL_SUIDGID != 0); errno != 0 {
-			return errno
-		}
-	}
-	atime, aok := in.GetATime()
-	mtime, mok := in.GetMTime()
-	if aok || mok {
 		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
 		// Seconds and nanoseconds apart: nanoseconds since 1970 overflow
 		// an int64 before 1678 and after 2262.
@@ -273,11 +260,8 @@ func (n *node) setattrVault(ctx context.Context, f gofs.FileHandle, in *fuse.Set
 		if mok {
 			ts[1] = unix.Timespec{Sec: mtime.Unix(), Nsec: int64(mtime.Nanosecond())}
 		}
-		if err := unix.UtimesNanoAt(fd, stored, ts, flags); err != nil {
-			return toErrno(err)
-		}
-	}
-	return 0
+		return unix.UtimesNanoAt(t.dirfd, t.name, ts, t.flags)
+	})
 }
 
 // killRequest reports whether a SETATTR asks for no attribute: what the
@@ -329,45 +313,121 @@ func timesOnly(in *fuse.SetAttrIn) bool {
 	return in.Valid != 0 && in.Valid&^times == 0
 }
 
-// attrTarget says where Setattr changes attributes: through the open handle
-// when there is one, else by name, else (a file unlinked or renamed over
-// while open, e.g. the kernel's writeback of mtime at close) through any
-// open handle of the node.
-// done releases what the target holds.
-func (n *node) attrTarget(f gofs.FileHandle, check bool) (dirfd int, name string, flags int, done func(), errno syscall.Errno) {
-	done = func() {}
+// entryTarget is where a request reaches a node's vault entry, for the *at
+// calls: by name, dirfd and name with AT_SYMLINK_NOFOLLOW (the root: its fd
+// and "" with AT_EMPTY_PATH); or through an open file, its /proc/self/fd
+// magic link with flags 0 (followed), and file set.
+type entryTarget struct {
+	dirfd int
+	name  string
+	flags int
+	file  *os.File
+}
+
+func fileTarget(f *os.File) entryTarget {
+	return entryTarget{dirfd: unix.AT_FDCWD, name: fdPath(f), file: f}
+}
+
+// onEntry runs op on the node's vault entry: through the handle f when it
+// is one of ours, else by name, and, when op finds no entry there (ENOENT),
+// once more through a duplicate of one of the node's open files. An entry
+// unlinked or renamed over while open keeps its attributes and xattrs, as
+// a local file does (fstat, fchmod or fsetxattr of an unlinked file; the
+// kernel's writeback of mtime at close). This is the one place that rule is
+// written: Getattr, Setattr, the xattr calls and opens for a truncate or a
+// file ID go through it.
+func (n *node) onEntry(f gofs.FileHandle, op func(t entryTarget) error) syscall.Errno {
 	if h, ok := f.(fdHolder); ok {
-		return unix.AT_FDCWD, fdPath(h.backingFile()), 0, done, 0
+		return toErrno(op(fileTarget(h.backingFile())))
 	}
 	dirfd, name, release, errno := n.at()
-	done = release
-	if errno == 0 && name != "" && check {
-		// The name may have gone in the vault before go-fuse's tree knows.
-		var st syscall.Stat_t
-		if err := fstatat(dirfd, name, &st); err == unix.ENOENT || (err == nil && st.Ino != n.ino.Load()) {
-			errno = syscall.ENOENT
-		}
-	}
-	if errno == syscall.ENOENT {
-		if of := n.dupOpenFile(); of != nil {
-			release()
-			return unix.AT_FDCWD, fdPath(of), 0, func() { of.Close() }, 0
-		}
-	}
-	if errno != 0 {
+	var err error = unix.ENOENT
+	switch {
+	case errno == 0:
+		err = op(entryTarget{dirfd: dirfd, name: name, flags: atFlags(name)})
+	case errno != syscall.ENOENT:
 		release()
-		done = func() {}
+		return errno
 	}
-	return dirfd, name, atFlags(name), done, errno
+	release()
+	if errors.Is(err, unix.ENOENT) {
+		if of := n.dupOpenFile(); of != nil {
+			err = op(fileTarget(of))
+			of.Close()
+		}
+	}
+	return toErrno(err)
+}
+
+// byName reports whether t reaches a non-root entry by its name.
+func (t entryTarget) byName() bool { return t.flags&unix.AT_SYMLINK_NOFOLLOW != 0 }
+
+// stat stats the entry at t. By name it is ENOENT when the name holds
+// another entry than n's now (a rename over it that go-fuse's tree does
+// not show yet): not n's to report or change.
+func (t entryTarget) stat(n *node, st *syscall.Stat_t) error {
+	if err := fstatatFlags(t.dirfd, t.name, t.flags, st); err != nil {
+		return err
+	}
+	if t.byName() && st.Ino != n.ino.Load() {
+		return unix.ENOENT
+	}
+	return nil
+}
+
+// ours is stat for a change: ENOENT when the name is n's no more; other
+// failures are left to the change itself.
+func (t entryTarget) ours(n *node) error {
+	if !t.byName() {
+		return nil
+	}
+	var st syscall.Stat_t
+	if err := t.stat(n, &st); err == unix.ENOENT {
+		return err
+	}
+	return nil
+}
+
+// openEntry opens the node's regular backing file as openBackingHow does,
+// at the entry onEntry reaches: by name, else a duplicate of one of its
+// open files (which has the flags that file was opened with). The caller
+// closes it.
+func (n *node) openEntry(flags int, asOwner bool) (f *os.File, errno syscall.Errno) {
+	errno = n.onEntry(nil, func(t entryTarget) error {
+		var errno syscall.Errno
+		f, errno = n.openAt(t, flags, asOwner)
+		return errOf(errno)
+	})
+	return f, errno
+}
+
+// openAt is openEntry at t.
+func (n *node) openAt(t entryTarget, flags int, asOwner bool) (*os.File, syscall.Errno) {
+	if t.file == nil {
+		return n.openBackingAt(t.dirfd, t.name, flags, asOwner)
+	}
+	fd, err := unix.FcntlInt(t.file.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return os.NewFile(uintptr(fd), t.file.Name()), 0
+}
+
+// errOf is errno as an error: nil for 0.
+func errOf(errno syscall.Errno) error {
+	if errno == 0 {
+		return nil
+	}
+	return errno
 }
 
 // fdPath names an open file for the *at calls that lack an fd form
 // (utimensat with nanoseconds, fchmodat2). The magic link is the file itself.
 func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
 
-// truncate sets the size of a regular file, through the open handle when
-// there is one.
-func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, killSetID bool) syscall.Errno {
+// truncate sets the size of a regular file, through the open handle f when
+// there is one, else at t.
+func (n *node) truncate(ctx context.Context, f gofs.FileHandle, t entryTarget, size int64, killSetID bool) syscall.Errno {
 	var file *os.File
 	if h, ok := f.(fdHolder); ok {
 		file = h.backingFile()
@@ -376,13 +436,13 @@ func (n *node) truncate(ctx context.Context, f gofs.FileHandle, size int64, kill
 			eh.forDaemon()
 			n.contentMu.Unlock()
 		}
-	} else if opened, errno := n.openBackingOwner(unix.O_RDWR); errno == 0 {
+	} else {
+		opened, errno := n.openAt(t, unix.O_RDWR, true)
+		if errno != 0 {
+			return errno
+		}
 		defer opened.Close()
 		file = opened
-	} else if file = n.dupOpenFile(); errno != syscall.ENOENT || file == nil {
-		return errno
-	} else {
-		defer file.Close()
 	}
 	if killSetID {
 		clearSetID(ctx, file)
@@ -430,6 +490,11 @@ func (n *node) openBackingHow(flags int, asOwner bool) (*os.File, syscall.Errno)
 	if errno != 0 {
 		return nil, errno
 	}
+	return n.openBackingAt(fd, stored, flags, asOwner)
+}
+
+// openBackingAt is openBackingHow of the node's entry stored in dirfd.
+func (n *node) openBackingAt(fd int, stored string, flags int, asOwner bool) (*os.File, syscall.Errno) {
 	how := flags | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK
 	if n.isEnc() {
 		how |= unix.O_NOATIME
@@ -502,7 +567,8 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 		return toErrno(err)
 	}
 	out.FromStatfsT(&st)
-	// Encrypted names are longer than their plaintext; this is what is safe.
-	out.NameLen = 255
+	// What checkName accepts in both modes: the vault stores longer
+	// encrypted names as long names (docs/format.md).
+	out.NameLen = crypt.MaxNameLen
 	return 0
 }

@@ -58,9 +58,7 @@ func (n *node) readSymlink(fd int, stored, name string) ([]byte, syscall.Errno) 
 		}
 	}
 	if err != nil {
-		n.v.stats.authFailures.Add(1)
-		n.v.logf("symlink %s: target fails authentication: %v", n.v.childName(n, name, stored), err)
-		return nil, syscall.EIO
+		return nil, n.v.authFailed(n.v.childName(n, name, stored), "symlink target", err)
 	}
 	return target, 0
 }
@@ -136,10 +134,7 @@ func (n *node) prepareNewIn(fd int, name string, enc bool) (string, syscall.Errn
 	} else if errno != syscall.ENOENT && errno != syscall.EINVAL {
 		return "", errno
 	}
-	stored, sidecar, errno := n.storedNameSidecar(name, enc, true)
-	if errno == syscall.EINVAL {
-		n.v.logf("refused: a name in %s that the vault keeps for its own files (prefix %q) or a sync tool's", n.v.entryName(n), crypt.ReservedPrefix)
-	}
+	stored, sidecar, errno := n.newStoredName(name, enc)
 	if errno != 0 {
 		return "", errno
 	}
@@ -150,6 +145,17 @@ func (n *node) prepareNewIn(fd int, name string, enc bool) (string, syscall.Errn
 		}
 	}
 	return stored, 0
+}
+
+// newStoredName is storedNameSidecar for a name an entry is about to get
+// (created, linked or renamed to), making the directory IV if needed; a
+// reserved name is refused with a log line.
+func (n *node) newStoredName(name string, enc bool) (string, []byte, syscall.Errno) {
+	stored, sidecar, errno := n.storedNameSidecar(name, enc, true)
+	if errno == syscall.EINVAL {
+		n.v.logf("refused: a name in %s that the vault keeps for its own files (prefix %q) or a sync tool's", n.v.entryName(n), crypt.ReservedPrefix)
+	}
+	return stored, sidecar, errno
 }
 
 // existing returns the mode and vault name of the entry name in n.
@@ -412,17 +418,17 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 
 var _ = (gofs.NodeLinker)((*node)(nil))
 
-// Link follows the rename rule: an encrypted entry may be linked anywhere and
-// stays encrypted; a plaintext one may not get a name the policy encrypts.
+// Link gives an entry a second name as placement allows (the kernel links
+// no directories).
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	t, ok := target.(*node)
 	if !ok || t.v != n.v {
 		return nil, syscall.EXDEV
 	}
 	path := n.childPath(name)
-	plainPolicy := n.v.policy().Decide(path, false).Plaintext
-	if !t.isEnc() && !plainPolicy {
-		return nil, syscall.EXDEV
+	drift, errno := n.v.placement(t.isEnc(), path, false)
+	if errno != 0 {
+		return nil, errno
 	}
 	n.treeMu.RLock()
 	defer n.treeMu.RUnlock()
@@ -458,7 +464,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	} else if err := unix.Linkat(sfd, sstored, fd, stored, 0); err != nil {
 		return nil, toErrno(err)
 	}
-	if t.isEnc() && plainPolicy {
+	if drift {
 		n.v.stats.note(&n.v.stats.drift, path)
 	}
 	var st syscall.Stat_t

@@ -24,11 +24,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	// How long the kernel may remember that name is not here
 	// (cachingFS.Lookup); a child found sets its own.
 	out.SetEntryTimeout(n.entryTimeout())
-	if len(name) > 255 {
-		return nil, syscall.ENAMETOOLONG
-	}
-	if strings.HasPrefix(name, crypt.ReservedPrefix) {
-		return nil, syscall.ENOENT
+	if errno := checkName(name); errno != 0 {
+		return nil, errno
 	}
 	fd, fdRelease, errno := n.dirfd()
 	if errno != 0 {
@@ -48,7 +45,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 			continue // no directory IV: no encrypted entries here
 		}
 		if errno == syscall.EINVAL && !enc {
-			continue // a name only a sync tool keeps in plaintext form
+			// A reserved name (storedNameSidecar): no plaintext entry
+			// has it, an encrypted one may.
+			continue
 		}
 		if errno != 0 {
 			return nil, errno

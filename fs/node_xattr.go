@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -23,38 +22,27 @@ import (
 // who asks.
 const ModeXattr = "security.cryptpt.mode"
 
-// xattrTarget names a backing entry for the xattr syscalls: a path under
-// /proc/self/fd of its directory, used without following a final symlink,
-// or, for the root and for files that lost their name while open, the
-// magic link of an fd, which must be followed.
+// xattrTarget names a backing entry for the xattr syscalls, which have no
+// *at forms: a path under /proc/self/fd of its directory, used without
+// following a final symlink, or, for the root and for files reached
+// through an open file (entryTarget), the magic link of an fd, which must
+// be followed.
 type xattrTarget struct {
 	path   string
 	follow bool
 }
 
-// withXattr runs op on the entry, and once more through an open handle if
-// it has no name any more (unlinked or renamed over while open).
+// withXattr runs op on the entry where onEntry reaches it.
 func (n *node) withXattr(op func(t xattrTarget) error) syscall.Errno {
-	fd, stored, release, errno := n.at()
-	defer release()
-	var err error
-	switch {
-	case errno == syscall.ENOENT:
-		err = unix.ENOENT
-	case errno != 0:
-		return errno
-	case stored == "":
-		err = op(xattrTarget{fmt.Sprintf("/proc/self/fd/%d", fd), true})
-	default:
-		err = op(xattrTarget{fmt.Sprintf("/proc/self/fd/%d/%s", fd, stored), false})
-	}
-	if errors.Is(err, unix.ENOENT) {
-		if of := n.dupOpenFile(); of != nil {
-			err = op(xattrTarget{fdPath(of), true})
-			of.Close()
+	return n.onEntry(nil, func(t entryTarget) error {
+		switch {
+		case t.byName():
+			return op(xattrTarget{fmt.Sprintf("/proc/self/fd/%d/%s", t.dirfd, t.name), false})
+		case t.file == nil: // the root
+			return op(xattrTarget{fmt.Sprintf("/proc/self/fd/%d", t.dirfd), true})
 		}
-	}
-	return toErrno(err)
+		return op(xattrTarget{t.name, true})
+	})
 }
 
 func (t xattrTarget) get(attr string, dest []byte) (int, error) {
@@ -186,9 +174,7 @@ func (n *node) openXattr(attr string, sealed []byte) ([]byte, syscall.Errno) {
 func (n *node) openXattrOf(attr string, sealed []byte, id *[16]byte) ([]byte, syscall.Errno) {
 	value, err := layout.OpenXattr(n.v.opts.Keys, layout.Formats(n.v.format()), attr, id, sealed)
 	if err != nil {
-		n.v.stats.authFailures.Add(1)
-		n.v.logf("xattr %q of %s fails authentication: %v", attr, n.v.entryName(n), err)
-		return nil, syscall.EIO
+		return nil, n.v.authFailed(n.v.entryName(n), fmt.Sprintf("xattr %q", attr), err)
 	}
 	return value, 0
 }
@@ -203,12 +189,8 @@ func (n *node) fileID(create bool) (*[16]byte, syscall.Errno) {
 	if create {
 		access = unix.O_RDWR
 	}
-	f, errno := n.openBacking(access)
-	if errno == syscall.ENOENT {
-		if f = n.dupOpenFile(); f == nil {
-			return nil, errno
-		}
-	} else if errno != 0 {
+	f, errno := n.openEntry(access, false)
+	if errno != 0 {
 		return nil, errno
 	}
 	defer f.Close()

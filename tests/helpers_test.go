@@ -7,7 +7,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
+	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,8 +38,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build cryptpt: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// go-fuse answers ENOTSUP to an error that is not an errno, with
+	// a line to the standard logger (the in-process mounts' daemon).
+	var goFuseLog bytes.Buffer
+	log.SetOutput(io.MultiWriter(os.Stderr, &goFuseLog))
 	code := m.Run()
 	os.RemoveAll(dir)
+	if bytes.Contains(goFuseLog.Bytes(), []byte("can't convert error type")) {
+		fmt.Fprintln(os.Stderr, "FAIL: go-fuse was given an error that is not an errno (logged above)")
+		code = 1
+	}
 	os.Exit(code)
 }
 
