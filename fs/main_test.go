@@ -1,17 +1,11 @@
 package fs_test
 
 import (
-	"os"
 	"testing"
 
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // TestMain lets the test binary serve as the view's guard (viewguard.go),
 // which the mounts it makes start by running their own executable again.
-func TestMain(m *testing.M) {
-	if cfs.IsViewGuard() {
-		os.Exit(cfs.RunViewGuard())
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testvault.Main(m) }
