@@ -24,11 +24,12 @@ type Store interface {
 // header: it reads it on first use, gives a file without data blocks a new
 // file ID before its first data, and drops it when the file is emptied.
 //
-// A File is cheap: a caller that serves many requests for one file (fs's
-// node) keeps the header between them, passing Header() of one request's
-// File to the next NewFile, which saves a header read per request. ReadAt
-// may run concurrently with other ReadAts; the caller serialises WriteAt
-// and Truncate against everything else.
+// A File is cheap and used by one goroutine: a caller that serves many
+// requests for one file (fs's node) makes one per request and keeps the
+// header between them, passing Header() of one request's File to the next
+// NewFile, which saves a header read per request. Reads of one stored file
+// may run in parallel; the caller serialises writes and truncates against
+// everything else.
 type File struct {
 	c       *Content
 	s       Store
