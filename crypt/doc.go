@@ -3,9 +3,9 @@
 // metadata values.
 //
 // It works on byte slices and io interfaces only. It never touches FUSE,
-// paths, the file system (beyond the io.ReaderAt/io.WriterAt/Truncate of a
-// Backing passed in), TOML or the vault config; it never logs and never
-// returns key material or plaintext names in errors.
+// paths, the file system (beyond the Backing or Store passed in), TOML or
+// the vault config; it never logs and never returns key material or
+// plaintext names in errors.
 //
 // # Keys
 //
@@ -145,6 +145,6 @@
 // # Concurrency
 //
 // [Keys], [Content] and [Names] are safe for concurrent use. Content's
-// file-level operations (ReadAt, WriteAt, Truncate) do no locking: the caller
-// serialises writers to one file.
+// file-level operations (ReadAt, WriteAt, Truncate) and [File] do no
+// locking: the caller serialises writers to one file.
 package crypt

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,6 +120,40 @@ func FuzzParseDirIV(f *testing.F) {
 		}
 		if !bytes.Equal(iv[:], b) {
 			t.Fatal("ParseDirIV changed the bytes")
+		}
+	})
+}
+
+// FuzzFileRead reads stored bytes of any shape as an encrypted file: the
+// header and size checks, then the blocks. A read either fails with one of
+// the format's errors and returns no bytes, or returns at most len(p).
+func FuzzFileRead(f *testing.F) {
+	c := testKeys(f).Content()
+	for _, size := range []int{0, 1, BlockSize, BlockSize + 1, 2*BlockSize + 100} {
+		m := &memStore{}
+		if _, err := NewFile(c, m, nil, FormatVersion).WriteAt(bytes.Repeat([]byte{3}, size), 0); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(m.bytes(), uint16(0), uint16(size))
+		f.Add(m.bytes(), uint16(BlockSize-1), uint16(3))
+	}
+	f.Add(fuzzHdr.Marshal(), uint16(0), uint16(1))
+	f.Add(append(fuzzHdr.Marshal(), make([]byte, 60)...), uint16(0), uint16(32))
+	f.Fuzz(func(t *testing.T, stored []byte, off, n uint16) {
+		m := &memStore{memBacking: memBacking{b: stored}}
+		p := bytes.Repeat([]byte{0xa5}, int(n))
+		got, err := NewFile(c, m, nil, FormatVersion).ReadAt(p, int64(off))
+		switch {
+		case err == nil || err == io.EOF:
+			if got > len(p) || (err == nil && got != len(p)) {
+				t.Fatalf("ReadAt = %d, %v for %d bytes", got, err, len(p))
+			}
+		case errors.Is(err, ErrAuth) || errors.Is(err, ErrSize) || errors.Is(err, ErrHeader):
+			if got != 0 || (errors.Is(err, ErrAuth) && !isZero(p)) {
+				t.Fatalf("ReadAt error %v with %d bytes", err, got)
+			}
+		default:
+			t.Fatalf("ReadAt error %v is none of the format's", err)
 		}
 	})
 }

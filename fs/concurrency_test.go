@@ -14,6 +14,7 @@ import (
 	"cryptpt/crypt"
 	"cryptpt/fs"
 	"cryptpt/internal/fstest"
+	"cryptpt/internal/testvault"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,7 +29,7 @@ import (
 func TestConcurrentBlockIO(t *testing.T) {
 	// Write-through, as in tests.TestConcurrentSharedFile: the O_DIRECT
 	// readers check what the daemon stored.
-	tv := fs.NewTestVault(t, fs.TestOptions{Options: fs.Options{NoWriteback: true}})
+	tv := testvault.New(t, testvault.Options{Options: fs.Options{NoWriteback: true}})
 	sf := fstest.SharedFile{Path: tv.Path("shared"), AlignedBlocks: 16, Unaligned: 3}
 	must(t, sf.Create())
 	final, err := sf.Run(4, 3, 300)
@@ -61,7 +62,7 @@ func TestConcurrentDirOps(t *testing.T) {
 		{"mixed", []string{"media/"}, "media"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: tc.plaintext})
+			tv := testvault.New(t, testvault.Options{Plaintext: tc.plaintext})
 			must(t, os.Mkdir(tv.Path(tc.dir), 0o755))
 			concDirOps(t, tv, tc.dir, 6, 250)
 			if t.Failed() {
@@ -82,7 +83,7 @@ func concNames() []string {
 	return names
 }
 
-func concDirOps(t *testing.T, tv *fs.TestVault, dir string, workers, ops int) {
+func concDirOps(t *testing.T, tv *testvault.Vault, dir string, workers, ops int) {
 	names := concNames()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -122,7 +123,7 @@ func concDirOps(t *testing.T, tv *fs.TestVault, dir string, workers, ops int) {
 
 // checkDirConsistent compares the listing of dir with stat and contents, and
 // with the vault directory behind it.
-func checkDirConsistent(t *testing.T, tv *fs.TestVault, dir string) {
+func checkDirConsistent(t *testing.T, tv *testvault.Vault, dir string) {
 	t.Helper()
 	entries, err := os.ReadDir(tv.Path(dir))
 	must(t, err)
@@ -223,7 +224,7 @@ func checkDirConsistent(t *testing.T, tv *fs.TestVault, dir string) {
 // unlink or rename, and a failure there came back as EIO from an unrelated
 // close(): that must never happen. CRYPTPT_STRESS=1 runs it ten times longer.
 func TestWritebackCloseNoEIO(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	if !tv.Mount.Status().WritebackCache {
 		t.Fatal("an all-encrypted mount did not get the writeback cache")
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // TestDirFdsBounded walks a tree of many more directories than the daemon
@@ -17,7 +18,7 @@ import (
 // home-directory scale under a real fd limit.
 func TestDirFdsBounded(t *testing.T) {
 	const bound = 16
-	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"plain/"}, Options: fs.Options{MaxDirFds: bound}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"plain/"}, Options: fs.Options{MaxDirFds: bound}})
 	want := map[string]string{}
 	for _, area := range []string{"enc", "plain"} {
 		for i := range 12 {

@@ -11,6 +11,7 @@ import (
 
 	"cryptpt/crypt"
 	"cryptpt/fs"
+	"cryptpt/internal/testvault"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,7 +24,7 @@ import (
 // after a remount, when the kernel has forgotten the entry it was given at
 // creation.
 func TestReservedNames(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"pub/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"pub/"}})
 	must(t, os.Mkdir(tv.Path("pub"), 0o755))
 	must(t, os.WriteFile(tv.Path("pub/p"), []byte("public"), 0o644))
 	must(t, os.WriteFile(tv.Path("f"), []byte("secret"), 0o644))
@@ -88,12 +89,12 @@ func TestAuthFailuresAreEIO(t *testing.T) {
 	}
 	type damage struct {
 		name   string
-		make   func(t *testing.T, tv *fs.TestVault) string // returns the vault name
+		make   func(t *testing.T, tv *testvault.Vault) string // returns the vault name
 		tamper func(t *testing.T, vaultPath string)
-		probes map[string]func(tv *fs.TestVault) error
+		probes map[string]func(tv *testvault.Vault) error
 		part   string // what the log line says failed
 	}
-	file := func(t *testing.T, tv *fs.TestVault) string {
+	file := func(t *testing.T, tv *testvault.Vault) string {
 		return newBackingEntry(t, tv.Backing, func() { must(t, os.WriteFile(tv.Path("f"), content, 0o644)) })
 	}
 	rewrite := func(off int64, b []byte) func(t *testing.T, p string) {
@@ -108,10 +109,10 @@ func TestAuthFailuresAreEIO(t *testing.T) {
 	cut := func(size int64) func(t *testing.T, p string) {
 		return func(t *testing.T, p string) { must(t, os.Truncate(p, size)) }
 	}
-	read := func(tv *fs.TestVault) error { _, err := os.ReadFile(tv.Path("f")); return err }
-	contentProbes := map[string]func(tv *fs.TestVault) error{
+	read := func(tv *testvault.Vault) error { _, err := os.ReadFile(tv.Path("f")); return err }
+	contentProbes := map[string]func(tv *testvault.Vault) error{
 		"read": read,
-		"write": func(tv *fs.TestVault) error {
+		"write": func(tv *testvault.Vault) error {
 			f, err := os.OpenFile(tv.Path("f"), os.O_WRONLY, 0)
 			if err != nil {
 				return err
@@ -122,40 +123,40 @@ func TestAuthFailuresAreEIO(t *testing.T) {
 			}
 			return err
 		},
-		"truncate": func(tv *fs.TestVault) error { return os.Truncate(tv.Path("f"), 5) },
+		"truncate": func(tv *testvault.Vault) error { return os.Truncate(tv.Path("f"), 5) },
 	}
-	openProbes := map[string]func(tv *fs.TestVault) error{"read": read}
+	openProbes := map[string]func(tv *testvault.Vault) error{"read": read}
 	cases := []damage{
 		{"flipped block", file, rewrite(crypt.HeaderSize+100, []byte{0xff, 0xff}), contentProbes, "vault file"},
 		{"impossible size", file, cut(crypt.HeaderSize + crypt.BlockOverhead), openProbes, "vault file"},
 		{"bad header", file, rewrite(0, []byte("XXXX")), openProbes, "vault file"},
 		{"shorter than its header", file, cut(crypt.HeaderSize - 1), openProbes, "vault file"},
-		{"symlink target", func(t *testing.T, tv *fs.TestVault) string {
+		{"symlink target", func(t *testing.T, tv *testvault.Vault) string {
 			return newBackingEntry(t, tv.Backing, func() { must(t, os.Symlink("somewhere", tv.Path("f"))) })
 		}, func(t *testing.T, p string) {
 			must(t, os.Remove(p))
 			must(t, os.Symlink("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", p))
-		}, map[string]func(tv *fs.TestVault) error{
-			"readlink": func(tv *fs.TestVault) error { _, err := os.Readlink(tv.Path("f")); return err },
+		}, map[string]func(tv *testvault.Vault) error{
+			"readlink": func(tv *testvault.Vault) error { _, err := os.Readlink(tv.Path("f")); return err },
 		}, "symlink target"},
-		{"xattr value", func(t *testing.T, tv *fs.TestVault) string {
+		{"xattr value", func(t *testing.T, tv *testvault.Vault) string {
 			p := file(t, tv)
 			must(t, unix.Setxattr(tv.Path("f"), "user.x", []byte("value"), 0))
 			return p
 		}, func(t *testing.T, p string) {
 			must(t, unix.Setxattr(p, "user.x", make([]byte, 40), 0))
-		}, map[string]func(tv *fs.TestVault) error{
-			"getxattr": func(tv *fs.TestVault) error {
+		}, map[string]func(tv *testvault.Vault) error{
+			"getxattr": func(tv *testvault.Vault) error {
 				_, err := unix.Getxattr(tv.Path("f"), "user.x", make([]byte, 100))
 				return err
 			},
 		}, `xattr "user.x"`},
-		{"directory IV", func(t *testing.T, tv *fs.TestVault) string {
+		{"directory IV", func(t *testing.T, tv *testvault.Vault) string {
 			return newBackingEntry(t, tv.Backing, func() { must(t, os.Mkdir(tv.Path("f"), 0o755)) })
 		}, func(t *testing.T, p string) {
 			must(t, os.Remove(filepath.Join(p, crypt.DirIVName)))
-		}, map[string]func(tv *fs.TestVault) error{
-			"create": func(tv *fs.TestVault) error { return os.WriteFile(tv.Path("f/new"), nil, 0o644) },
+		}, map[string]func(tv *testvault.Vault) error{
+			"create": func(tv *testvault.Vault) error { return os.WriteFile(tv.Path("f/new"), nil, 0o644) },
 		}, "directory IV"},
 	}
 	// Without the writeback cache, writes reach encFile.Write as they are.
@@ -163,7 +164,7 @@ func TestAuthFailuresAreEIO(t *testing.T) {
 		for _, c := range cases {
 			for probe, do := range c.probes {
 				t.Run(cache+"/"+c.name+"/"+probe, func(t *testing.T) {
-					tv := fs.NewTestVault(t, fs.TestOptions{Options: fs.Options{NoWriteback: cache == "direct"}})
+					tv := testvault.New(t, testvault.Options{Options: fs.Options{NoWriteback: cache == "direct"}})
 					p := c.make(t, tv)
 					tv.Unmount(t)
 					c.tamper(t, p)
@@ -196,7 +197,7 @@ func TestAuthFailuresAreEIO(t *testing.T) {
 // same rule holds for rename, link and either side of an exchange, and an
 // exchange of entries of two modes is EXDEV.
 func TestPlacement(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"pub/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"pub/"}})
 	must(t, os.Mkdir(tv.Path("pub"), 0o755))
 	for _, f := range []string{"e", "e2", "pub/p", "pub/p2"} {
 		must(t, os.WriteFile(tv.Path(f), []byte(f), 0o644))

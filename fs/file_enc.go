@@ -106,28 +106,53 @@ func (n *node) loadHeader(f *os.File) syscall.Errno {
 }
 
 // readHeader reads the header of a file of the given ciphertext size; an
-// empty file has none.
+// empty file has none. A cut-off last block fails here, so that an open
+// fails instead of the kernel trusting the size we report.
 func (n *node) readHeader(f *os.File, size int64) (*crypt.Header, syscall.Errno) {
-	if size == 0 {
-		return nil, 0
-	}
-	if _, err := crypt.PlainSize(size); err != nil {
-		// A cut-off last block: fail the open, or the kernel would trust
-		// the size we report and never ask for the broken block.
-		return nil, n.authFailed(f, err)
-	}
-	buf := make([]byte, crypt.HeaderSize)
-	if _, err := f.ReadAt(buf, 0); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, n.authFailed(f, errors.New("file shorter than its header"))
-		}
-		return nil, toErrno(err)
-	}
-	h, err := crypt.ParseHeader(buf)
+	h, err := crypt.ReadHeader(f, size)
+	return h, n.contentErrno(f, err)
+}
+
+// store is an encrypted backing file as the crypt package stores content.
+type store struct{ *os.File }
+
+func (s store) Size() (int64, error) {
+	st, err := s.Stat()
 	if err != nil {
-		return nil, n.authFailed(f, err)
+		return 0, err
 	}
-	return &h, 0
+	return st.Size(), nil
+}
+
+// Reserve makes the vault's filesystem allocate the blocks a write will
+// store, before it stores any: a full disk then fails the write with
+// nothing written. Without it, a block written into a hole (a sparse file,
+// or the writeback cache writing pages back out of order) could be cut off
+// by ENOSPC half-way and fail authentication from then on. Filesystems
+// that cannot reserve (no fallocate) go without.
+func (s store) Reserve(off, length int64) error {
+	err := unix.Fallocate(int(s.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, length)
+	if err == unix.ENOSPC || err == unix.EDQUOT {
+		return err
+	}
+	return nil
+}
+
+// encContent returns the plaintext view of n's encrypted backing file f,
+// starting from the header n has cached. The caller holds contentMu; one
+// that holds it exclusively keeps the header (n.hdr = Header()) for the
+// next request. User xattrs are sealed to the file ID: an emptied file
+// keeps its header for them, and a new ID re-seals them.
+func (n *node) encContent(f *os.File) *crypt.File {
+	c := crypt.NewFile(n.v.content, store{f}, n.hdr, n.v.format())
+	c.Bound = func() bool { return hasUserXattrs(f) }
+	c.Rebind = func(old, new *crypt.Header) error {
+		if errno := n.resealXattrs(f, &old.ID, &new.ID); errno != 0 {
+			return errno
+		}
+		return nil
+	}
+	return c
 }
 
 var _ = (gofs.FileReader)((*encFile)(nil))
@@ -138,21 +163,9 @@ func (h *encFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRe
 	n.contentMu.RLock()
 	defer n.contentMu.RUnlock()
 	h.forUser()
-	size, errno := h.size()
-	if errno != 0 {
-		return nil, errno
-	}
-	hdr := n.hdr
-	if hdr == nil && size > 0 {
-		// Written from outside this handle's view; read without caching.
-		if hdr, errno = n.readHeader(h.f, size); errno != 0 {
-			return nil, errno
-		}
-	}
-	if size == 0 {
-		return fuse.ReadResultData(nil), 0
-	}
-	cnt, err := n.v.content.ReadAt(h.f, hdr, dest, off, size)
+	// A header read here (the file was written from outside this
+	// handle's view) is not kept: contentMu is held shared.
+	cnt, err := n.encContent(h.f).ReadAt(dest, off)
 	if err != nil && err != io.EOF {
 		return nil, n.contentErrno(h.f, err)
 	}
@@ -168,60 +181,19 @@ func (h *encFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 	n.contentMu.Lock()
 	defer n.contentMu.Unlock()
 	h.forDaemon()
-	size, errno := h.size()
-	if errno != 0 {
-		return 0, errno
-	}
-	oldSize := size
-	if size <= crypt.HeaderSize {
-		if errno := n.freshHeader(h.f, size); errno != 0 {
-			return 0, errno
-		}
-		size = 0
-	} else if n.hdr == nil {
-		if errno := n.loadHeader(h.f); errno != 0 {
-			return 0, errno
-		}
-	}
-	if errno := h.reserve(off, int64(len(data))); errno != 0 {
-		return 0, errno
-	}
-	tail := h.saveTail(size, off+int64(len(data)))
-	if _, err := n.v.content.WriteAt(h.f, n.hdr, data, off, size); err != nil {
-		if !isAuthFailure(err) {
-			// Nothing was written when the old blocks failed.
-			h.restoreTail(oldSize, tail)
+	c := n.encContent(h.f)
+	_, err := c.WriteAt(data, off)
+	n.hdr = c.Header()
+	if err != nil {
+		var ue *crypt.UndoError
+		if errors.As(err, &ue) {
+			n.v.logf("cannot undo a failed write to %s: %v", n.v.entryName(n), ue.Undo)
 		}
 		return 0, n.contentErrno(h.f, err)
 	}
 	n.v.stats.encBytes.Add(int64(len(data)))
 	n.afterWrite(ctx, h.f, !h.inView)
 	return uint32(len(data)), 0
-}
-
-// freshHeader gives a file without data blocks (cipherSize 0, or a header
-// alone) a new random file ID before its first data is written, so that no
-// block of another file, or of an earlier content, can ever be replayed
-// into it: an attacker who copies another file's header into an empty one
-// must not get the user to write blocks under that file's ID. The caller
-// writes the header with the data (cipherSize 0 for crypt) and holds
-// n.contentMu.
-func (n *node) freshHeader(f *os.File, cipherSize int64) syscall.Errno {
-	var old *crypt.Header
-	if cipherSize == crypt.HeaderSize {
-		old, _ = n.readHeader(f, cipherSize)
-	}
-	hdr, err := crypt.NewHeader(n.v.format())
-	if err != nil {
-		return toErrno(err)
-	}
-	if old != nil && old.Version != crypt.FormatV1 {
-		if errno := n.resealXattrs(f, &old.ID, &hdr.ID); errno != 0 {
-			return errno
-		}
-	}
-	n.hdr = &hdr
-	return 0
 }
 
 // backingState identifies a version of a backing file.
@@ -253,57 +225,6 @@ func (n *node) keepCache(f *os.File) bool {
 	return keep
 }
 
-// reserve makes the vault's filesystem allocate the blocks a write of
-// length bytes at plaintext offset off will store, before it stores any:
-// a full disk then fails the write with nothing written. Without it, a
-// block written into a hole (a sparse file, or the writeback cache writing
-// pages back out of order) could be cut off by ENOSPC half-way and fail
-// authentication from then on. Filesystems that cannot reserve (no
-// fallocate) go without.
-func (h *encFile) reserve(off, length int64) syscall.Errno {
-	start := crypt.CipherOffset(crypt.BlockNo(off))
-	end := crypt.CipherSize(off + length)
-	err := unix.Fallocate(int(h.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, start, end-start)
-	if err == unix.ENOSPC || err == unix.EDQUOT {
-		return toErrno(err)
-	}
-	return 0
-}
-
-// saveTail keeps a copy of the partial last block before a write that
-// extends the file: the write re-encrypts it padded, and if the write then
-// fails (a full disk) restoreTail puts the file back as it was, instead of
-// leaving a torn block that would fail authentication.
-func (h *encFile) saveTail(cipherSize, end int64) []byte {
-	if cipherSize <= crypt.HeaderSize {
-		return nil
-	}
-	plain, err := crypt.PlainSize(cipherSize)
-	if err != nil || end <= plain || plain%crypt.BlockSize == 0 {
-		return nil
-	}
-	start := crypt.CipherOffset(crypt.BlockNo(plain))
-	tail := make([]byte, cipherSize-start)
-	if _, err := h.f.ReadAt(tail, start); err != nil {
-		return nil
-	}
-	return tail
-}
-
-// restoreTail undoes a failed write: it cuts the file to its old size and
-// writes back the old last block. Both only rewrite space the file had.
-func (h *encFile) restoreTail(cipherSize int64, tail []byte) {
-	if err := h.f.Truncate(cipherSize); err != nil {
-		h.n.v.logf("cannot undo a failed write to %s: %v", h.n.v.entryName(h.n), err)
-		return
-	}
-	if tail != nil {
-		if _, err := h.f.WriteAt(tail, cipherSize-int64(len(tail))); err != nil {
-			h.n.v.logf("cannot undo a failed write to %s: %v", h.n.v.entryName(h.n), err)
-		}
-	}
-}
-
 // truncateEnc sets the plaintext size of an encrypted file.
 func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 	n.contentMu.Lock()
@@ -313,49 +234,19 @@ func (n *node) truncateEnc(f *os.File, size int64) syscall.Errno {
 
 // truncateEncLocked is truncateEnc for a caller that holds contentMu.
 func (n *node) truncateEncLocked(f *os.File, size int64) syscall.Errno {
-	st, err := f.Stat()
-	if err != nil {
-		return toErrno(err)
-	}
-	cs := st.Size()
-	if ps, err := crypt.PlainSize(cs); err == nil && cs > crypt.HeaderSize && ps == size {
+	c := n.encContent(f)
+	changed, err := c.Truncate(size)
+	n.hdr = c.Header()
+	unchanged := err == nil && !changed
+	if unchanged {
 		// Nothing to re-encrypt, but truncate(2) changes mtime and
 		// ctime whatever the size, as on ext4.
-		err := unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(f), []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_NOW}}, 0)
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(f), []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_NOW}}, 0)
+	}
+	if err == nil || unchanged || (changed && size == 0) {
 		n.cached = stateOf(f)
-		return toErrno(err)
 	}
-	if size == 0 {
-		// Sealed xattrs are bound to the file ID: keep the header for
-		// them. The next write gives the file a fresh ID all the same.
-		keep := int64(0)
-		if cs >= crypt.HeaderSize && hasUserXattrs(f) {
-			keep = crypt.HeaderSize
-		} else {
-			n.hdr = nil
-		}
-		err := f.Truncate(keep)
-		n.cached = stateOf(f)
-		return toErrno(err)
-	}
-	if cs <= crypt.HeaderSize {
-		if errno := n.freshHeader(f, cs); errno != 0 {
-			return errno
-		}
-		if _, err := f.WriteAt(n.hdr.Marshal(), 0); err != nil {
-			return toErrno(err)
-		}
-		cs = crypt.HeaderSize
-	} else if n.hdr == nil {
-		if errno := n.loadHeader(f); errno != 0 {
-			return errno
-		}
-	}
-	if _, err := n.v.content.Truncate(f, n.hdr, size, cs); err != nil {
-		return n.contentErrno(f, err)
-	}
-	n.cached = stateOf(f)
-	return 0
+	return n.contentErrno(f, err)
 }
 
 var _ = (gofs.FileAllocater)((*encFile)(nil))

@@ -7,11 +7,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // requests returns the kernel's requests so far, by opcode.
-func requests(tv *cfs.TestVault) map[string]int64 {
+func requests(tv *testvault.Vault) map[string]int64 {
 	out := map[string]int64{}
 	for _, r := range tv.Mount.Status().Requests {
 		out[r.Op] = r.Count
@@ -20,7 +20,7 @@ func requests(tv *cfs.TestVault) map[string]int64 {
 }
 
 // delta returns the requests of ops sent since before.
-func delta(tv *cfs.TestVault, before map[string]int64, ops ...string) map[string]int64 {
+func delta(tv *testvault.Vault, before map[string]int64, ops ...string) map[string]int64 {
 	now := requests(tv)
 	out := map[string]int64{}
 	for _, op := range ops {
@@ -38,7 +38,7 @@ func delta(tv *cfs.TestVault, before map[string]int64, ops ...string) map[string
 // atime stale after reading a listing; later walks send nothing. A change
 // through the mount shows in the next walk.
 func TestWarmWalkSendsNothing(t *testing.T) {
-	forBothModes(t, func(t *testing.T, tv *cfs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		for _, d := range []string{"a", "a/b", "a/b/c", "d"} {
 			must(t, os.Mkdir(tv.Path(d), 0o755))
 			for _, f := range []string{"x", "y", "z"} {
@@ -83,7 +83,7 @@ func TestWarmWalkSendsNothing(t *testing.T) {
 // entry, and forgets it when the name appears, through the mount or behind
 // its back.
 func TestNegativeEntriesCached(t *testing.T) {
-	forBothModes(t, func(t *testing.T, tv *cfs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		must(t, os.Mkdir(tv.Path("d"), 0o755))
 		stored := newBackingEntry(t, filepath.Join(tv.Backing, backingNames(t, tv.Backing)[0]), func() {
 			must(t, os.WriteFile(tv.Path("d/present"), []byte("p"), 0o644))

@@ -293,82 +293,58 @@ func (n *node) convertFile(pfd int, curStored, newStored string, st *syscall.Sta
 	return 0
 }
 
-// copyContent copies plaintext bytes from src (in the current mode) to dst
-// (in the wanted mode), 1 MiB at a time. Converting to encrypted, it returns
-// the header dst got.
+// copyContent copies the plaintext of src (in the current mode) to dst (in
+// the wanted mode) 1 MiB at a time, from a decrypting reader or to an
+// encrypting writer. Converting to encrypted, it returns the header dst got.
 func (n *node) copyContent(src, dst *os.File, srcSize int64, wantEnc bool, progress func(int64)) (*crypt.Header, syscall.Errno) {
-	var writeHdr crypt.Header
-	errno := n.copyBytes(src, dst, srcSize, wantEnc, &writeHdr, progress)
-	if errno != 0 || !wantEnc {
-		return nil, errno
-	}
-	if writeHdr.Version == 0 {
-		// Nothing was written: an empty file, which gets a header so
-		// that its xattrs can be sealed to its ID.
-		h, err := crypt.NewHeader(n.v.format())
-		if err == nil {
-			_, err = dst.WriteAt(h.Marshal(), 0)
+	var r io.ReaderAt = src
+	var w io.WriterAt = dst
+	plainSize := srcSize
+	var enc *crypt.File
+	if wantEnc {
+		enc = crypt.NewFile(n.v.content, store{dst}, nil, n.v.format())
+		w = enc
+	} else {
+		h, errno := n.readHeader(src, srcSize)
+		if errno != 0 {
+			return nil, errno
 		}
-		if err != nil {
-			return nil, toErrno(err)
-		}
-		writeHdr = h
+		plainSize, _ = crypt.PlainSize(srcSize) // readHeader checked it
+		r = crypt.NewFile(n.v.content, store{src}, h, n.v.format())
 	}
-	return &writeHdr, 0
-}
-
-func (n *node) copyBytes(src, dst *os.File, srcSize int64, wantEnc bool, writeHdr *crypt.Header, progress func(int64)) syscall.Errno {
 	buf := make([]byte, 1<<20)
-	var readHdr *crypt.Header
-	var plainSize int64 = srcSize
-	if !wantEnc {
-		// The source is encrypted.
-		var errno syscall.Errno
-		if readHdr, errno = n.readHeader(src, srcSize); errno != 0 {
-			return errno
-		}
-		ps, err := crypt.PlainSize(srcSize)
-		if err != nil {
-			return n.authFailed(src, err)
-		}
-		plainSize = ps
-	}
-	if wantEnc && plainSize > 0 {
-		h, err := crypt.NewHeader(n.v.format())
-		if err != nil {
-			return toErrno(err)
-		}
-		*writeHdr = h
-	}
-	var cipherSize int64
 	for off := int64(0); off < plainSize; {
-		var cnt int
-		var err error
-		if wantEnc {
-			cnt, err = src.ReadAt(buf, off)
-		} else {
-			cnt, err = n.v.content.ReadAt(src, readHdr, buf, off, srcSize)
-		}
+		cnt, err := r.ReadAt(buf, off)
 		if err != nil && err != io.EOF {
-			return n.contentErrno(src, err)
+			return nil, n.contentErrno(src, err)
 		}
 		if cnt == 0 {
 			break
 		}
-		if wantEnc {
-			cipherSize, err = n.v.content.WriteAt(dst, writeHdr, buf[:cnt], off, cipherSize)
-		} else {
-			_, err = dst.WriteAt(buf[:cnt], off)
-		}
-		if err != nil {
-			return toErrno(err)
+		if _, err := w.WriteAt(buf[:cnt], off); err != nil {
+			return nil, toErrno(err)
 		}
 		off += int64(cnt)
 		if progress != nil {
 			progress(off)
 		}
 	}
-	return 0
+	if !wantEnc {
+		return nil, 0
+	}
+	if h := enc.Header(); h != nil {
+		return h, 0
+	}
+	// Nothing was written: an empty file, which gets a header so that its
+	// xattrs can be sealed to its ID.
+	h, err := crypt.NewHeader(n.v.format())
+	if err == nil {
+		_, err = dst.WriteAt(h.Marshal(), 0)
+	}
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return &h, 0
 }
 
 // copyXattrs copies extended attributes, re-sealing user.* values: opened

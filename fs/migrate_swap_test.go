@@ -1,7 +1,6 @@
-package fs
+package fs_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,31 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
+	"cryptpt/internal/testvault"
+
 	"golang.org/x/sys/unix"
 )
-
-// testNode returns the node of rel in m, looking it up as Mount.Migrate
-// does.
-func testNode(t *testing.T, m *Mount, rel string) *node {
-	t.Helper()
-	cur := m.root
-	for _, name := range strings.Split(rel, "/") {
-		ch := cur.GetChild(name)
-		if ch == nil {
-			var out fuse.EntryOut
-			var errno syscall.Errno
-			if ch, errno = cur.Lookup(context.Background(), name, &out); errno != 0 {
-				t.Fatalf("lookup %s: %v", name, errno)
-			}
-			if !cur.AddChild(name, ch, false) {
-				ch = cur.GetChild(name)
-			}
-		}
-		cur = ch.Operations().(*node)
-	}
-	return cur
-}
 
 // TestMigrateRechecksTypeAfterOpen: a plaintext file that the vault
 // replaces, between migrate's stat and its open, by a FIFO (nobody writing
@@ -43,7 +21,7 @@ func testNode(t *testing.T, m *Mount, rel string) *node {
 func TestMigrateRechecksTypeAfterOpen(t *testing.T) {
 	for _, swap := range []string{"fifo", "other file"} {
 		t.Run(swap, func(t *testing.T) {
-			tv := NewTestVault(t, TestOptions{Plaintext: []string{"pub/"}})
+			tv := testvault.New(t, testvault.Options{Plaintext: []string{"pub/"}})
 			if err := os.Mkdir(tv.Path("pub"), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -52,63 +30,49 @@ func TestMigrateRechecksTypeAfterOpen(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(tv.Backing, "pub", "f"), []byte("plaintext to be encrypted"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			n := testNode(t, tv.Mount, "pub/f")
-			p, name, errno := n.parent()
-			if errno != 0 {
-				t.Fatal(errno)
-			}
-			pfd, release, errno := p.dirfd()
-			if errno != 0 {
-				t.Fatal(errno)
-			}
-			defer release()
-			cur, errno := p.storedName(name, false, false)
-			if errno != 0 {
-				t.Fatal(errno)
-			}
-			dst, _, errno := p.storedNameSidecar(name, true, true)
-			if errno != 0 {
-				t.Fatal(errno)
-			}
-			var st syscall.Stat_t
-			if err := fstatat(pfd, cur, &st); err != nil {
-				t.Fatal(err)
-			}
-
+			var backing, dst string
+			planted := make(chan string, 1) // backing, for the timeout's path
 			// Moved aside, not removed: a new file could reuse a freed inode
 			// number.
-			backing := filepath.Join(tv.Backing, "pub", cur)
-			if err := os.Rename(backing, backing+".moved"); err != nil {
-				t.Fatal(err)
-			}
-			if swap == "fifo" {
-				if err := unix.Mkfifo(backing, 0o644); err != nil {
-					t.Fatal(err)
+			plant := func(cur, converted string) error {
+				backing = filepath.Join(tv.Backing, "pub", cur)
+				dst = converted
+				planted <- backing
+				if err := os.Rename(backing, backing+".moved"); err != nil {
+					return err
 				}
-			} else if err := os.WriteFile(backing, []byte("planted by someone else"), 0o644); err != nil {
-				t.Fatal(err)
+				if swap == "fifo" {
+					return unix.Mkfifo(backing, 0o644)
+				}
+				return os.WriteFile(backing, []byte("planted by someone else"), 0o644)
 			}
 
-			done := make(chan syscall.Errno, 1)
+			type result struct {
+				errno syscall.Errno
+				err   error
+			}
+			done := make(chan result, 1)
 			go func() {
-				p.treeMu.RLock()
-				defer p.treeMu.RUnlock()
-				done <- n.convertFile(pfd, cur, dst, &st, true, nil)
+				errno, err := tv.Mount.ConvertRacedForTest("pub/f", plant)
+				done <- result{errno, err}
 			}()
-			var got syscall.Errno
+			var got result
 			select {
 			case got = <-done:
 			case <-time.After(time.Minute):
 				// Not a timing check: the open waits for a writer that never
 				// comes. Be one, so the goroutine ends.
-				if w, err := os.OpenFile(backing, os.O_WRONLY, 0); err == nil {
+				if w, err := os.OpenFile(<-planted, os.O_WRONLY, 0); err == nil {
 					w.Close()
 				}
 				<-done
 				t.Fatal("migrate blocked opening a FIFO swapped into the vault")
 			}
-			if got != syscall.EIO {
-				t.Errorf("convertFile of a swapped-in %s = %v, want EIO", swap, got)
+			if got.err != nil {
+				t.Fatal(got.err)
+			}
+			if got.errno != syscall.EIO {
+				t.Errorf("convertFile of a swapped-in %s = %v, want EIO", swap, got.errno)
 			}
 			if _, err := os.Lstat(filepath.Join(tv.Backing, "pub", dst)); err == nil {
 				t.Errorf("a converted copy of the swapped-in %s was put in place", swap)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"cryptpt/internal/fstest"
+
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
@@ -16,7 +18,7 @@ import (
 // place, as a user who owns the parent could to mount over a directory he
 // may not (fusermount3 is immune for the same reason: it mounts on ".").
 func TestMountTargetIsTheCheckedDirectory(t *testing.T) {
-	RequireFUSE(t)
+	fstest.RequireFUSE(t)
 	if !CanMount() {
 		t.Skip("needs root or CAP_SYS_ADMIN to mount directly")
 	}

@@ -76,7 +76,7 @@ type node struct {
 	// pin is an O_PATH fd of the vault entry whose inode number the node
 	// shows, kept once the entry is replaced (an encrypted symlink
 	// re-sealed by a rename), so that no new vault entry gets that number
-	// while the mount still shows it; -1 without one (pinFd).
+	// while the mount still shows it; -1 without one (pinEntry, unpin).
 	pin int
 	// views are the view files of this node's open handles in a mixed
 	// mount (view.go): sizes and times change through them. Guarded by

@@ -4,9 +4,9 @@ import (
 	"sort"
 	"testing"
 
-	"cryptpt/fs"
-
 	"github.com/hanwen/go-fuse/v2/posixtest"
+
+	"cryptpt/internal/testvault"
 )
 
 // policies are the trees the POSIX suite and forBothModes run against:
@@ -40,7 +40,7 @@ func TestPosix(t *testing.T) {
 					if why, ok := notPosix[name]; ok {
 						t.Skip(why)
 					}
-					tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: plaintext})
+					tv := testvault.New(t, testvault.Options{Plaintext: plaintext})
 					posixtest.All[name](t, tv.Mnt)
 				})
 			}

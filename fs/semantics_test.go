@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"cryptpt/fs"
+	"cryptpt/internal/testvault"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
@@ -25,10 +26,10 @@ func must(t *testing.T, err error) {
 
 // forBothModes runs f against an all-encrypted and an all-plaintext mount,
 // and against the encrypted part of a mixed one (through the view).
-func forBothModes(t *testing.T, f func(t *testing.T, tv *fs.TestVault)) {
+func forBothModes(t *testing.T, f func(t *testing.T, tv *testvault.Vault)) {
 	for _, mode := range []string{"encrypted", "plaintext", "view"} {
 		t.Run(mode, func(t *testing.T) {
-			f(t, fs.NewTestVault(t, fs.TestOptions{Plaintext: policies[mode]}))
+			f(t, testvault.New(t, testvault.Options{Plaintext: policies[mode]}))
 		})
 	}
 }
@@ -63,7 +64,7 @@ func TestMmapHelperProcess(t *testing.T) {
 }
 
 func TestMmap(t *testing.T) {
-	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		p := tv.Path("m")
 		must(t, os.WriteFile(p, bytes.Repeat([]byte("a"), 10000), 0o644))
 		cmd := exec.Command(os.Args[0], "-test.run=^TestMmapHelperProcess$", "-test.count=1", "-test.v")
@@ -85,7 +86,7 @@ func TestMmap(t *testing.T) {
 }
 
 func TestRenameFlags(t *testing.T) {
-	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		a, b := tv.Path("a"), tv.Path("dir/b")
 		must(t, os.Mkdir(tv.Path("dir"), 0o755))
 		must(t, os.WriteFile(a, []byte("AAA"), 0o644))
@@ -116,7 +117,7 @@ func TestRenameFlags(t *testing.T) {
 }
 
 func TestNameLengths(t *testing.T) {
-	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		for _, n := range []int{1, 100, 174, 200, 255} {
 			name := strings.Repeat("n", n)
 			must(t, os.WriteFile(tv.Path(name), []byte(name), 0o644))
@@ -149,7 +150,7 @@ func TestNameLengths(t *testing.T) {
 }
 
 func TestHolesAndTruncate(t *testing.T) {
-	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		p := tv.Path("sparse")
 		f, err := os.Create(p)
 		must(t, err)
@@ -176,7 +177,7 @@ func TestHolesAndTruncate(t *testing.T) {
 // The encrypted handle type can never hand out a backing fd; the plaintext
 // passthrough handle can.
 func TestOnlyPlaintextHandlesPassThrough(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"media/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"media/"}})
 	must(t, os.Mkdir(tv.Path("media"), 0o755))
 	must(t, os.WriteFile(tv.Path("media/p"), []byte("p"), 0o644))
 	must(t, os.WriteFile(tv.Path("e"), []byte("e"), 0o644))
@@ -203,7 +204,7 @@ func TestOnlyPlaintextHandlesPassThrough(t *testing.T) {
 // Encrypted files keep the page cache across opens: a second read of an
 // unchanged file costs the daemon no READ request.
 func TestEncryptedCacheKeptAcrossOpens(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	must(t, os.WriteFile(tv.Path("a"), make([]byte, 1<<20), 0o644))
 	_, err := os.ReadFile(tv.Path("a"))
 	must(t, err)
@@ -218,7 +219,7 @@ func TestEncryptedCacheKeptAcrossOpens(t *testing.T) {
 // ...but not when the vault file changed behind the daemon's back (a sync
 // tool, another machine): then the new content is read, never stale pages.
 func TestCacheFollowsOutsideChanges(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	must(t, os.WriteFile(tv.Path("a"), bytes.Repeat([]byte("A"), 9000), 0o644))
 	for i := 0; i < 2; i++ {
 		if _, err := os.ReadFile(tv.Path("a")); err != nil {
@@ -261,7 +262,7 @@ func TestCacheFollowsOutsideChanges(t *testing.T) {
 // and a remount.
 func TestOddNames(t *testing.T) {
 	names := []string{"new\nline", "bad\xff\xfeutf8", "tab\there", " lead", "trail ", "-dash", "~tilde", "~single~", "é", "\x01ctl"}
-	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		for _, n := range names {
 			must(t, os.WriteFile(tv.Path(n), []byte(n), 0o644))
 		}
@@ -287,7 +288,7 @@ func TestOddNames(t *testing.T) {
 // Fifos and device nodes work; the nodev mount keeps devices from opening
 // (tests/posix_test.go checks more).
 func TestMknod(t *testing.T) {
-	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		must(t, syscall.Mkfifo(tv.Path("fifo"), 0o600))
 		if st, err := os.Lstat(tv.Path("fifo")); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
 			t.Errorf("fifo: %v %v", st, err)
@@ -304,7 +305,7 @@ func TestMknod(t *testing.T) {
 // Extended attributes on the mount root, and on a file that was unlinked
 // while open (reached through its open handle).
 func TestXattrRootAndUnlinkedOpen(t *testing.T) {
-	forBothModes(t, func(t *testing.T, tv *fs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		must(t, unix.Setxattr(tv.Mnt, "user.root", []byte("r"), 0))
 		buf := make([]byte, 16)
 		if n, err := unix.Getxattr(tv.Mnt, "user.root", buf); err != nil || string(buf[:n]) != "r" {

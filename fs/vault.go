@@ -88,9 +88,6 @@ type vault struct {
 	// mount (view.go); nil where it is not used.
 	view *view
 
-	// passthrough is true once the mount has verified that the kernel
-	// accepts backing files from this process. Until then, and when it
-	// fails, plaintext files are served by the daemon.
 	// lastActive is the Unix time of the last request that shows someone
 	// is using the mount; openFiles counts open handles (see Mount.Idle).
 	lastActive atomic.Int64
@@ -101,8 +98,12 @@ type vault struct {
 	// mounted (cryptpt reload).
 	pol atomic.Pointer[config.Policy]
 
-	ptMu       sync.Mutex
-	writeback  bool // the kernel granted the writeback cache
+	ptMu      sync.Mutex
+	writeback bool // the kernel granted the writeback cache
+	// ptActive is true once the mount has verified that the kernel
+	// accepts backing files from this process; until then, and when it
+	// fails, plaintext files are served by the daemon. ptReason says
+	// why, on or off, for status. Both guarded by ptMu (setPassthrough).
 	ptActive   bool
 	ptReason   string
 	mountpoint string

@@ -10,15 +10,16 @@ import (
 	"time"
 
 	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 
 	"golang.org/x/sys/unix"
 )
 
 // newViewVault mounts a vault whose policy has a plaintext area, so that
 // passthrough is on and encrypted files go through the view.
-func newViewVault(t *testing.T) *cfs.TestVault {
+func newViewVault(t *testing.T) *testvault.Vault {
 	t.Helper()
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"plain/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"plain/"}})
 	if st := tv.Mount.Status(); !st.PassthroughActive || !st.EncryptedView {
 		t.Fatalf("a mixed mount without passthrough or view: %+v", st)
 	}
@@ -86,7 +87,7 @@ func TestViewMergesWrites(t *testing.T) {
 }
 
 // assertNoPlaintext fails if any vault file contains needle.
-func assertNoPlaintext(t *testing.T, tv *cfs.TestVault, needle []byte) {
+func assertNoPlaintext(t *testing.T, tv *testvault.Vault, needle []byte) {
 	t.Helper()
 	must(t, filepath.Walk(tv.Backing, func(p string, info os.FileInfo, err error) error {
 		if err != nil || !info.Mode().IsRegular() {
@@ -160,7 +161,7 @@ func TestViewFsyncReachesVault(t *testing.T) {
 	// holds it: what the copy holds, fsync put there.
 	copyDir := filepath.Join(t.TempDir(), "copy")
 	must(t, os.CopyFS(copyDir, os.DirFS(tv.Backing)))
-	other := cfs.NewTestVaultOn(t, copyDir, tv.Master, cfs.TestOptions{})
+	other := testvault.NewOn(t, copyDir, tv.Master, testvault.Options{})
 	if got, err := os.ReadFile(other.Path("s")); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("the vault after fsync does not hold the data: %v (%d bytes)", err, len(got))
 	}
@@ -217,7 +218,7 @@ func TestViewFullDisk(t *testing.T) {
 		t.Fatalf("cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(small, unix.MNT_DETACH) })
-	tv := cfs.NewTestVaultIn(t, small, cfs.TestOptions{Plaintext: []string{"plain/"}})
+	tv := testvault.NewIn(t, small, testvault.Options{Plaintext: []string{"plain/"}})
 	must(t, os.WriteFile(tv.Path("keep"), []byte("kept"), 0o644))
 	f, err := os.Create(tv.Path("big"))
 	must(t, err)

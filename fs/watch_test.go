@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // newBackingEntry runs create and returns the vault name of the one entry
@@ -47,7 +47,7 @@ func backingNames(t *testing.T, dir string) []string {
 // the kernel's long-lived caches through the watcher: creations, deletions,
 // renames, new content and new attributes, in listings too.
 func TestWatchOutsideChanges(t *testing.T) {
-	forBothModes(t, func(t *testing.T, tv *cfs.TestVault) {
+	forBothModes(t, func(t *testing.T, tv *testvault.Vault) {
 		must(t, os.Mkdir(tv.Path("d"), 0o755))
 		dir := filepath.Join(tv.Backing, strings.TrimPrefix(newBackingEntry(t, tv.Backing, func() {
 			must(t, os.Mkdir(tv.Path("d2"), 0o755))
@@ -163,7 +163,7 @@ func TestWatchOutsideChanges(t *testing.T) {
 // tool that kept the other device's copy of the same directory) reads its
 // names with the new IV at once.
 func TestWatchReplacedDirIV(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	var dirs [2]string
 	for i, d := range []string{"d1", "d2"} {
 		dirs[i] = newBackingEntry(t, tv.Backing, func() {

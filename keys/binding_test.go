@@ -12,7 +12,7 @@ import (
 	"cryptpt/crypt"
 )
 
-// stronger is a KDF cheap enough for tests but above FastKDF in both
+// stronger is a KDF cheap enough for tests but above MinKDF in both
 // passes and memory: the "default" these tests hand to rewrite.
 var stronger = KDFParams{Time: MinTime + 1, MemoryKiB: MinMemoryKiB + 1024, Threads: 1}
 
@@ -157,7 +157,7 @@ func TestResetAfterDowngrade(t *testing.T) {
 				}
 			}
 			before, _ := Load(dir)
-			editConfig(t, dir, func(c *Config) { c.KDF = FastKDF })
+			editConfig(t, dir, func(c *Config) { c.KDF = MinKDF })
 			if _, err := Open(dir, []byte("pw")); !errors.Is(err, ErrWrongPassword) {
 				t.Fatalf("password after the downgrade: %v", err)
 			}
@@ -195,7 +195,7 @@ func TestResetAfterDowngrade(t *testing.T) {
 func TestResetBelowFloor(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	master, rk := createV1(t, dir, "pw", FastKDF)
+	master, rk := createV1(t, dir, "pw", MinKDF)
 	editConfig(t, dir, func(c *Config) { c.KDF = KDFParams{Time: 1, MemoryKiB: 8192, Threads: 1} })
 	var ce *CorruptError
 	if _, err := Open(dir, []byte("pw")); !errors.As(err, &ce) || !strings.HasPrefix(ce.Field, "kdf.") {
@@ -225,7 +225,7 @@ func TestRewriteKDF(t *testing.T) {
 		change  func(dir, rk string) error
 		want    KDFParams
 	}{
-		{"change from weaker", FastKDF, Version, func(dir, _ string) error { return changePassword(dir, []byte("pw"), []byte("new"), stronger, nil) }, stronger},
+		{"change from weaker", MinKDF, Version, func(dir, _ string) error { return changePassword(dir, []byte("pw"), []byte("new"), stronger, nil) }, stronger},
 		{"change from stronger", high, Version, func(dir, _ string) error { return changePassword(dir, []byte("pw"), []byte("new"), stronger, nil) }, high},
 		{"change from less memory, more passes", mixed, Version, func(dir, _ string) error { return changePassword(dir, []byte("pw"), []byte("new"), stronger, nil) }, stronger},
 		{"change of a version-1 config from stronger", high, VersionV1, func(dir, _ string) error { return changePassword(dir, []byte("pw"), []byte("new"), stronger, nil) }, high},
@@ -280,9 +280,9 @@ func TestRewriteKDF(t *testing.T) {
 func TestChangeUpgradesVersion1(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	master, rk := createV1(t, dir, "pw", FastKDF)
+	master, rk := createV1(t, dir, "pw", MinKDF)
 	before, _ := Load(dir)
-	if err := changePassword(dir, []byte("pw"), []byte("new"), FastKDF, nil); err != nil {
+	if err := changePassword(dir, []byte("pw"), []byte("new"), MinKDF, nil); err != nil {
 		t.Fatal(err)
 	}
 	v, err := Open(dir, []byte("new"))
@@ -304,7 +304,7 @@ func TestChangeUpgradesVersion1(t *testing.T) {
 func TestSetPasswordWithKeyChecksKey(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	master, _ := NewTestVault(t, dir, "pw")
+	master, _ := newTestVault(t, dir, "pw")
 	before, _ := os.ReadFile(filepath.Join(dir, crypt.VaultConfigName))
 	wrong := master
 	wrong[0] ^= 1

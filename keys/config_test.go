@@ -76,7 +76,7 @@ func TestParseConfigValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Version != 2 || cfg.KDF != FastKDF || len(cfg.Flags) != 0 {
+	if cfg.Version != 2 || cfg.KDF != MinKDF || len(cfg.Flags) != 0 {
 		t.Fatalf("unexpected config %+v", cfg)
 	}
 	cfg, err = ParseConfig([]byte(renderConfig(v1, nil)))
@@ -281,7 +281,7 @@ func TestLoad(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, crypt.VaultConfigName), []byte(renderConfig(nil, nil)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if cfg, err := Load(dir); err != nil || cfg.KDF != FastKDF {
+		if cfg, err := Load(dir); err != nil || cfg.KDF != MinKDF {
 			t.Fatalf("got %+v, %v", cfg, err)
 		}
 	})

@@ -39,10 +39,10 @@ func TestCrashDuringRewrite(t *testing.T) {
 		run  func(dir, rk string, hook hookFunc) error
 	}{
 		{"change", func(dir, _ string, hook hookFunc) error {
-			return changePassword(dir, []byte("old"), []byte("new"), FastKDF, hook)
+			return changePassword(dir, []byte("old"), []byte("new"), MinKDF, hook)
 		}},
 		{"reset", func(dir, rk string, hook hookFunc) error {
-			return resetPassword(dir, []byte(rk), []byte("new"), FastKDF, hook)
+			return resetPassword(dir, []byte(rk), []byte("new"), MinKDF, hook)
 		}},
 	}
 	for _, op := range ops {
@@ -50,7 +50,7 @@ func TestCrashDuringRewrite(t *testing.T) {
 			t.Run(op.name+"/after "+step, func(t *testing.T) {
 				t.Parallel()
 				dir := t.TempDir()
-				master, rk := NewTestVault(t, dir, "old")
+				master, rk := newTestVault(t, dir, "old")
 				if err := op.run(dir, rk, crashAt(step)); !errors.Is(err, errCrash) {
 					t.Fatalf("hook not reached: %v", err)
 				}
@@ -94,7 +94,7 @@ func TestCrashDuringRewrite(t *testing.T) {
 				if renamed {
 					cur = "new"
 				}
-				if err := changePassword(dir, []byte(cur), []byte("third"), FastKDF, nil); err != nil {
+				if err := changePassword(dir, []byte(cur), []byte("third"), MinKDF, nil); err != nil {
 					t.Fatalf("change after crash: %v", err)
 				}
 				if _, err := Open(dir, []byte("third")); err != nil {
@@ -113,7 +113,7 @@ func TestCrashDuringCreate(t *testing.T) {
 		t.Run("after "+step, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			if _, _, err := create(dir, []byte("pw"), FastKDF, crashAt(step)); !errors.Is(err, errCrash) {
+			if _, _, err := create(dir, []byte("pw"), MinKDF, crashAt(step)); !errors.Is(err, errCrash) {
 				t.Fatalf("hook not reached: %v", err)
 			}
 			_, err := Open(dir, []byte("pw"))
@@ -122,7 +122,7 @@ func TestCrashDuringCreate(t *testing.T) {
 					t.Fatalf("before link: %v, want ErrNotVault", err)
 				}
 				// Creating again works despite the leftover temp file.
-				NewTestVault(t, dir, "pw")
+				newTestVault(t, dir, "pw")
 				return
 			}
 			if err != nil {

@@ -81,7 +81,7 @@
 // edited to a cheap KDF (below OWASP's minimum for Argon2id, 19 MiB and 2
 // passes) is refused as corrupt. Only the recovery key path, which does not
 // run the KDF, reads the parameters leniently, so that ResetPassword can
-// replace them. There is no test-only bypass; FastKDF is exactly the floor
+// replace them. There is no test-only bypass; tests use MinKDF, exactly the floor
 // (19 MiB, 2 passes, 1 thread, ~20 ms) and production uses DefaultKDF.
 //
 // A password change keeps the KDF parameters when they are vouched for (the

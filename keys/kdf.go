@@ -28,6 +28,10 @@ const (
 	MinThreads   = 1
 )
 
+// MinKDF is the floor as parameters: 19 MiB, 2 passes, 1 thread, about
+// 20 ms. Tests use it; so could a machine too small for DefaultKDF.
+var MinKDF = KDFParams{Time: MinTime, MemoryKiB: MinMemoryKiB, Threads: MinThreads}
+
 // DefaultKDF is what Create should be given in production: 64 MiB, 2 lanes,
 // and a pass count that takes roughly 0.5-1 s on the machine it was tuned on.
 //
@@ -45,7 +49,7 @@ const (
 //	m=64 MiB p=1 t=32: 1.38 s
 //	m=256 MiB p=2 t=8:  796 ms
 //	m=8 MiB  p=1 t=1:     4 ms   (the floor before format 2)
-//	m=19 MiB p=1 t=2:    20 ms   (FastKDF, the floor since format 2; tests only)
+//	m=19 MiB p=1 t=2:    20 ms   (MinKDF, the floor since format 2)
 //
 // Cost is linear in t*m. With other jobs competing for the 2 cores the p=2
 // figures grew 2-5x. Slower laptops may take 1.5-2 s.

@@ -83,8 +83,8 @@ func TestPasswordKeyMatchesIDKey(t *testing.T) {
 	t.Parallel()
 	var salt [SaltSize]byte
 	copy(salt[:], "0123456789abcdef0123456789abcdef")
-	got := passwordKey([]byte("pw"), &salt, FastKDF)
-	want := argon2.IDKey([]byte("pw"), salt[:], FastKDF.Time, FastKDF.MemoryKiB, FastKDF.Threads, 32)
+	got := passwordKey([]byte("pw"), &salt, MinKDF)
+	want := argon2.IDKey([]byte("pw"), salt[:], MinKDF.Time, MinKDF.MemoryKiB, MinKDF.Threads, 32)
 	if hex.EncodeToString(got[:]) != hex.EncodeToString(want) {
 		t.Fatalf("passwordKey differs from argon2.IDKey")
 	}
@@ -98,7 +98,7 @@ func TestKDFParamsCheck(t *testing.T) {
 		field string
 	}{
 		{"default", DefaultKDF, ""},
-		{"fast", FastKDF, ""},
+		{"fast", MinKDF, ""},
 		{"time 0", KDFParams{0, MinMemoryKiB, 1}, "kdf.time"},
 		{"time 1, below OWASP's 2", KDFParams{1, MinMemoryKiB, 1}, "kdf.time"},
 		{"time huge", KDFParams{MaxTime + 1, MinMemoryKiB, 1}, "kdf.time"},
@@ -123,7 +123,7 @@ func TestKDFParamsCheck(t *testing.T) {
 func BenchmarkArgon2id(b *testing.B) {
 	salt := make([]byte, SaltSize)
 	for _, p := range []KDFParams{
-		FastKDF,
+		MinKDF,
 		{1, 64 << 10, 2}, {8, 64 << 10, 2}, {16, 64 << 10, 2}, {24, 64 << 10, 2},
 		{32, 64 << 10, 2}, {32, 64 << 10, 1}, {8, 256 << 10, 2},
 	} {

@@ -38,7 +38,7 @@ func (v *Vault) Wipe() { clear(v.master[:]) }
 // once; it is stored nowhere. Create refuses to replace an existing config
 // (ErrExists) and rejects p outside the bounds MinMemoryKiB..MaxMemoryKiB,
 // MinTime..MaxTime, threads >= 1. Production callers pass DefaultKDF (or
-// stronger), tests FastKDF.
+// stronger), tests MinKDF.
 func Create(dir string, password []byte, p KDFParams) (master [KeySize]byte, recoveryKey string, err error) {
 	return create(dir, password, p, nil)
 }

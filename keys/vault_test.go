@@ -15,7 +15,7 @@ import (
 func TestCreateOpen(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	master, rk := NewTestVault(t, dir, "correct horse")
+	master, rk := newTestVault(t, dir, "correct horse")
 	if master == ([KeySize]byte{}) {
 		t.Fatal("zero master key")
 	}
@@ -30,7 +30,7 @@ func TestCreateOpen(t *testing.T) {
 	if *v.Master() != master {
 		t.Fatal("Open returned another master key")
 	}
-	if v.Config().KDF != FastKDF {
+	if v.Config().KDF != MinKDF {
 		t.Fatalf("config KDF = %+v", v.Config().KDF)
 	}
 	v.Wipe()
@@ -59,9 +59,9 @@ func TestCreateOpen(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, rk := NewTestVault(t, dir, "pw")
+	_, rk := newTestVault(t, dir, "pw")
 	other := t.TempDir()
-	_, otherRK := NewTestVault(t, other, "pw")
+	_, otherRK := newTestVault(t, other, "pw")
 
 	tests := []struct {
 		name string
@@ -95,7 +95,7 @@ func TestOpenErrors(t *testing.T) {
 func TestWrongPasswordVsCorrupt(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	NewTestVault(t, dir, "pw")
+	newTestVault(t, dir, "pw")
 	path := filepath.Join(dir, crypt.VaultConfigName)
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -152,9 +152,9 @@ func TestCreateRefuses(t *testing.T) {
 	t.Run("exists", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
-		master, _ := NewTestVault(t, dir, "pw")
+		master, _ := newTestVault(t, dir, "pw")
 		before, _ := os.ReadFile(filepath.Join(dir, crypt.VaultConfigName))
-		m, rk, err := Create(dir, []byte("other"), FastKDF)
+		m, rk, err := Create(dir, []byte("other"), MinKDF)
 		if !errors.Is(err, ErrExists) || m != ([KeySize]byte{}) || rk != "" {
 			t.Fatalf("got %x, %q, %v; want ErrExists", m, rk, err)
 		}
@@ -177,7 +177,7 @@ func TestCreateRefuses(t *testing.T) {
 			}
 			return nil
 		}
-		if _, _, err := create(dir, []byte("pw"), FastKDF, hook); !errors.Is(err, ErrExists) {
+		if _, _, err := create(dir, []byte("pw"), MinKDF, hook); !errors.Is(err, ErrExists) {
 			t.Fatalf("got %v, want ErrExists", err)
 		}
 		if data, _ := os.ReadFile(filepath.Join(dir, crypt.VaultConfigName)); string(data) != "other" {
@@ -200,7 +200,7 @@ func TestCreateRefuses(t *testing.T) {
 	})
 	t.Run("no dir", func(t *testing.T) {
 		t.Parallel()
-		if _, _, err := Create(filepath.Join(t.TempDir(), "missing"), []byte("pw"), FastKDF); err == nil {
+		if _, _, err := Create(filepath.Join(t.TempDir(), "missing"), []byte("pw"), MinKDF); err == nil {
 			t.Fatal("Create made a config in a missing directory")
 		}
 	})
@@ -209,15 +209,15 @@ func TestCreateRefuses(t *testing.T) {
 func TestChangePassword(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	master, rk := NewTestVault(t, dir, "old")
+	master, rk := newTestVault(t, dir, "old")
 	before, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := changePassword(dir, []byte("wrong"), []byte("new"), FastKDF, nil); !errors.Is(err, ErrWrongPassword) {
+	if err := changePassword(dir, []byte("wrong"), []byte("new"), MinKDF, nil); !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("with wrong old password: %v", err)
 	}
-	if err := changePassword(dir, []byte("old"), []byte("new"), FastKDF, nil); err != nil {
+	if err := changePassword(dir, []byte("old"), []byte("new"), MinKDF, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir, []byte("old")); !errors.Is(err, ErrWrongPassword) {
@@ -243,22 +243,22 @@ func TestChangePassword(t *testing.T) {
 func TestResetPassword(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	master, rk := NewTestVault(t, dir, "forgotten")
+	master, rk := newTestVault(t, dir, "forgotten")
 	// Change the last character (to one it is not: a "0" would do nothing
 	// to a key that ends in 0, one time in 32).
 	typo := "0"
 	if strings.HasSuffix(rk, "0") {
 		typo = "1"
 	}
-	if err := resetPassword(dir, []byte(rk[:len(rk)-1]+typo), []byte("x"), FastKDF, nil); !errors.Is(err, ErrRecoveryKeyTypo) && !errors.Is(err, ErrWrongRecoveryKey) {
+	if err := resetPassword(dir, []byte(rk[:len(rk)-1]+typo), []byte("x"), MinKDF, nil); !errors.Is(err, ErrRecoveryKeyTypo) && !errors.Is(err, ErrWrongRecoveryKey) {
 		t.Fatalf("bad recovery key: %v", err)
 	}
 	other := t.TempDir()
-	_, otherRK := NewTestVault(t, other, "x")
-	if err := resetPassword(dir, []byte(otherRK), []byte("x"), FastKDF, nil); !errors.Is(err, ErrWrongRecoveryKey) {
+	_, otherRK := newTestVault(t, other, "x")
+	if err := resetPassword(dir, []byte(otherRK), []byte("x"), MinKDF, nil); !errors.Is(err, ErrWrongRecoveryKey) {
 		t.Fatalf("other vault's recovery key: %v", err)
 	}
-	if err := resetPassword(dir, []byte(strings.ReplaceAll(rk, "-", " ")), []byte("fresh"), FastKDF, nil); err != nil {
+	if err := resetPassword(dir, []byte(strings.ReplaceAll(rk, "-", " ")), []byte("fresh"), MinKDF, nil); err != nil {
 		t.Fatal(err)
 	}
 	v, err := Open(dir, []byte("fresh"))
@@ -269,7 +269,7 @@ func TestResetPassword(t *testing.T) {
 		t.Fatalf("old password still opens: %v", err)
 	}
 	// The same recovery key keeps working.
-	if err := resetPassword(dir, []byte(rk), []byte("again"), FastKDF, nil); err != nil {
+	if err := resetPassword(dir, []byte(rk), []byte("again"), MinKDF, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir, []byte("again")); err != nil {
@@ -282,7 +282,7 @@ func TestResetPassword(t *testing.T) {
 func TestErrorsHoldNoSecrets(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, rk := NewTestVault(t, dir, "pw")
+	_, rk := newTestVault(t, dir, "pw")
 	const secret = "hunter2-secret"
 	_, err := Open(dir, []byte(secret))
 	if err == nil || strings.Contains(err.Error(), secret) {

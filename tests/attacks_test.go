@@ -15,6 +15,7 @@ import (
 
 	"cryptpt/crypt"
 	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,7 +31,7 @@ import (
 // or outside it.
 func TestPlantedPlaintextCapturesNothing(t *testing.T) {
 	// Names in the log, to check that each planted entry is logged.
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"Public/"}, Options: cfs.Options{LogNames: true}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"Public/"}, Options: cfs.Options{LogNames: true}})
 	must(t, os.Mkdir(tv.Path("Documents"), 0o755))
 	must(t, os.Mkdir(tv.Path("Public"), 0o755))
 	storedDocs := storedNameIn(t, tv, tv.Backing, "Documents")
@@ -106,7 +107,7 @@ func TestPlantedPlaintextCapturesNothing(t *testing.T) {
 // to E, and block 0 is swapped between E and B. E must have got a file ID
 // of its own on that first write, so both swapped blocks fail.
 func TestHeaderOnlyFileGetsFreshID(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	b := canary(t, 2*crypt.BlockSize)
 	must(t, os.WriteFile(tv.Path("B"), b, 0o644))
 	must(t, os.WriteFile(tv.Path("E"), nil, 0o644))
@@ -150,7 +151,7 @@ func TestHeaderOnlyFileGetsFreshID(t *testing.T) {
 // TestZeroBlocksAppended appends an all-zero stored block to a file: it must
 // not read as a longer file with a hole at the end.
 func TestZeroBlocksAppended(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	data := canary(t, 2*crypt.BlockSize)
 	must(t, os.WriteFile(tv.Path("f"), data, 0o644))
 	vf := filepath.Join(tv.Backing, storedNameIn(t, tv, tv.Backing, "f"))
@@ -208,7 +209,7 @@ func swapLinks(t *testing.T, a, b string) {
 // must fail instead of showing the other entry's value. Renames, hard links
 // and exchanges through the mount keep them readable.
 func TestMetadataBoundToEntry(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	for _, n := range []string{"a", "b"} {
 		must(t, os.WriteFile(tv.Path(n), []byte("content "+n), 0o644))
 		must(t, unix.Setxattr(tv.Path(n), "user.tag", []byte("tag of "+n), 0))
@@ -271,7 +272,7 @@ func checkXattr(t *testing.T, path, want string) {
 // TestMissingDirIVIsNotReplaced deletes an encrypted directory's IV: its
 // entries must not be re-keyed silently under a fresh IV by the next create.
 func TestMissingDirIVIsNotReplaced(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	must(t, os.Mkdir(tv.Path("d"), 0o755))
 	must(t, os.WriteFile(tv.Path("d/kept"), []byte("kept"), 0o644))
 	must(t, os.Mkdir(tv.Path("empty"), 0o755))
@@ -318,7 +319,7 @@ func openTo755(t *testing.T, dir string) {
 // bit when that user writes, as on ext4. A passthrough write never reaches
 // the daemon, so on an --allow-other mount such files must not get one.
 func TestSetIDClearedAfterLateChmod(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"pub/"}, Options: cfs.Options{AllowOther: true}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"pub/"}, Options: cfs.Options{AllowOther: true}})
 	openTo755(t, tv.Mnt)
 	must(t, os.Mkdir(tv.Path("pub"), 0o777))
 	f := tv.Path("pub/shared")

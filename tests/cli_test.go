@@ -11,6 +11,7 @@ import (
 	"time"
 
 	cfs "cryptpt/fs"
+	"cryptpt/internal/fstest"
 )
 
 // expectFail runs cryptpt, expects exit status 1 and one error line that
@@ -70,7 +71,7 @@ func TestPasswordLifecycle(t *testing.T) {
 	// Mounting with a wrong password says so and mounts nothing.
 	mnt := filepath.Join(dir, "mnt")
 	must(t, os.Mkdir(mnt, 0o755))
-	cfs.RequireFUSE(t)
+	fstest.RequireFUSE(t)
 	expectFail(t, "wrong password", "mount", "--passfile", wrong, vault, mnt)
 }
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"cryptpt/crypt"
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,7 +65,7 @@ func readOr(path string) string {
 // as usual, and can be renamed over the original or deleted; a copy of a
 // plaintext file is a plaintext file like any other.
 func TestConflictCopiesReachable(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"Public/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"Public/"}})
 	older, newer := canary(t, 5000), canary(t, 7000)
 	long := strings.Repeat("l", 180) + ".txt"    // stored as ~~l + sidecar
 	tooLong := strings.Repeat("t", 230) + ".txt" // its copy's name is cut to fit
@@ -208,7 +208,7 @@ func TestConflictCopiesReachable(t *testing.T) {
 // through the mount it gets its own encrypted vault name, and it wins over
 // a copy shown under the same name, which is hidden with a log line.
 func TestConflictLookalikeNames(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	mine, theirs := canary(t, 100), canary(t, 100)
 	look := "x" + marker + ".txt"
 	must(t, os.WriteFile(tv.Path(look), mine, 0o644))
@@ -239,7 +239,7 @@ func TestConflictLookalikeNames(t *testing.T) {
 // Copies appearing while mounted (a sync tool pulling them) show up in a
 // listing the kernel had cached, through the vault watcher.
 func TestConflictCopyWatched(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	must(t, os.WriteFile(tv.Path("a.txt"), []byte("theirs"), 0o644))
 	stored := storedNameIn(t, tv, tv.Backing, "a.txt")
 	if got := listNames(t, tv.Mnt); !slices.Equal(got, []string{"a.txt"}) {
@@ -277,7 +277,7 @@ func TestConflictCopyWatched(t *testing.T) {
 // encrypt, stopping Syncthing's folder), and no entry gets such a name in
 // plaintext form through the mount.
 func TestSyncToolFilesHidden(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"Public/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"Public/"}})
 	must(t, os.Mkdir(tv.Path("Public"), 0o755))
 	must(t, os.WriteFile(tv.Path("a"), []byte("x"), 0o644))
 	stored := storedNameIn(t, tv, tv.Backing, "a")
@@ -333,7 +333,7 @@ func TestSyncToolFilesHidden(t *testing.T) {
 // themselves with that copy's marker; renamed through the mount they are
 // named under the directory's IV again, and the directory can be removed.
 func TestConflictDirIV(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	theirs, mine := canary(t, 6000), canary(t, 6000)
 	must(t, os.Mkdir(tv.Path("d"), 0o755))
 	must(t, os.WriteFile(tv.Path("d/theirs.txt"), theirs, 0o644))

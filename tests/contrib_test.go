@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	cfs "cryptpt/fs"
+	"cryptpt/internal/fstest"
 
 	"golang.org/x/sys/unix"
 )
@@ -161,7 +162,7 @@ func TestMountHelper(t *testing.T) {
 // looks for /sbin/mount.fuse.cryptpt (and only in /sbin, /sbin/fs.d,
 // /sbin/fs), so the helper is installed there for the test and removed after.
 func TestMountTypeFuseCryptpt(t *testing.T) {
-	cfs.RequireFUSE(t)
+	fstest.RequireFUSE(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to install /sbin/mount.fuse.cryptpt")
 	}

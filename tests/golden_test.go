@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"testing"
 
-	cfs "cryptpt/fs"
-
 	"golang.org/x/sys/unix"
+
+	"cryptpt/internal/fstest"
 )
 
 // goldenEntry is one line of a golden vault's manifest.json: what the mount
@@ -34,7 +34,7 @@ type goldenEntry struct {
 // cliVault whose password and policy are the ones it was written with.
 func unpackGolden(t *testing.T, ver string) (*cliVault, []goldenEntry) {
 	t.Helper()
-	cfs.RequireFUSE(t)
+	fstest.RequireFUSE(t)
 	src := filepath.Join("testdata", "vaults", ver)
 	dir := t.TempDir()
 	v := &cliVault{

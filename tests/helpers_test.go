@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	cfs "cryptpt/fs"
+	"cryptpt/internal/fstest"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,7 +60,7 @@ type cliVault struct {
 // newCLIVault runs "cryptpt init" with a cheap KDF and writes a policy.
 func newCLIVault(t *testing.T, plaintext ...string) *cliVault {
 	t.Helper()
-	cfs.RequireFUSE(t)
+	fstest.RequireFUSE(t)
 	dir := t.TempDir()
 	v := &cliVault{
 		dir:     dir,

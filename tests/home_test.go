@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	cfs "cryptpt/fs"
+	"cryptpt/internal/fstest"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,7 +29,7 @@ type homeUser struct {
 // fifo and unusual modes.
 func newHomeUser(t *testing.T, name, pw, homeDir string) *homeUser {
 	t.Helper()
-	cfs.RequireFUSE(t)
+	fstest.RequireFUSE(t)
 	requireRoot(t)
 	exec.Command("userdel", "-r", name).Run()
 	args := []string{"-m", "-s", "/bin/sh"}
@@ -376,7 +377,7 @@ func TestHomeStrayFiles(t *testing.T) {
 // TestHomeFreeSpace refuses home init on a filesystem that cannot hold a
 // second copy of the home, before creating anything.
 func TestHomeFreeSpace(t *testing.T) {
-	cfs.RequireFUSE(t)
+	fstest.RequireFUSE(t)
 	requireRoot(t)
 	dir := t.TempDir()
 	for p := dir; p != os.TempDir(); p = filepath.Dir(p) {

@@ -12,6 +12,7 @@ import (
 
 	"cryptpt/crypt"
 	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,7 +24,7 @@ import (
 
 // storedNameIn returns the vault name of the encrypted entry name in vault
 // directory dir (which must have a directory IV).
-func storedNameIn(t *testing.T, tv *cfs.TestVault, dir, name string) string {
+func storedNameIn(t *testing.T, tv *testvault.Vault, dir, name string) string {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(dir, crypt.DirIVName))
 	must(t, err)
@@ -58,7 +59,7 @@ func listNames(t *testing.T, dir string) []string {
 }
 
 func TestVaultConfigNeverVisible(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"pub/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"pub/"}})
 	secret := canary(t, 100)
 	must(t, os.Mkdir(tv.Path("d"), 0o755))
 	must(t, os.Mkdir(tv.Path("pub"), 0o755))
@@ -133,7 +134,7 @@ func TestVaultConfigNeverVisible(t *testing.T) {
 // directories the mount cannot.
 func TestPlantedSymlinks(t *testing.T) {
 	// Names in the log, to check that each planted link is logged.
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"media/", "pub/"}, Options: cfs.Options{LogNames: true}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"media/", "pub/"}, Options: cfs.Options{LogNames: true}})
 	secret := canary(t, 5000)
 	must(t, os.Mkdir(tv.Path("d"), 0o755))
 	must(t, os.WriteFile(tv.Path("d/f"), secret, 0o644))
@@ -336,7 +337,7 @@ func TestInjectedPlaintext(t *testing.T) {
 // An encrypted-form entry whose content has no valid header is EIO, never
 // plaintext.
 func TestEncryptedNameWithoutHeader(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	fake := []byte("this is plaintext pretending to be an encrypted file, long enough to span the header....")
 	cases := map[string]func(old []byte) []byte{
 		"zeroed-header": func(old []byte) []byte {
@@ -393,7 +394,7 @@ func TestEncryptedNameWithoutHeader(t *testing.T) {
 // (conflict_test.go), Syncthing's own files are hidden quietly, other names
 // are shown as plaintext entries.
 func TestForeignSyncFiles(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	secret := canary(t, 10000)
 	must(t, os.Mkdir(tv.Path("d"), 0o755))
 	must(t, os.WriteFile(tv.Path("a"), secret, 0o644))
@@ -482,7 +483,7 @@ func TestForeignSyncFiles(t *testing.T) {
 // ciphertext and encrypted names; once forgotten, the symlink is not
 // followed.
 func TestDirectoryMovedOutWhileMounted(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{})
+	tv := testvault.New(t, testvault.Options{})
 	must(t, os.Mkdir(tv.Path("d"), 0o755))
 	must(t, os.WriteFile(tv.Path("d/f"), []byte("x"), 0o644))
 	stored := storedNameIn(t, tv, tv.Backing, "d")

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // TestMmapWriteUpdatesMtime writes through a shared mapping, as a database
@@ -15,7 +15,7 @@ import (
 // sees none of it. The file's times are first set far in the past, so the
 // check does not depend on the clock's granularity.
 func TestMmapWriteUpdatesMtime(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"pub/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"pub/"}})
 	must(t, os.Mkdir(tv.Path("pub"), 0o755))
 	old := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, name := range []string{"enc", "pub/plain"} {

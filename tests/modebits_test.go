@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // TestBackingModeBitsNotAuthenticated shows what docs/threat-model.md says
@@ -17,7 +18,7 @@ import (
 // 0700: another user can then neither read nor replace anything in it.
 func TestBackingModeBitsNotAuthenticated(t *testing.T) {
 	requireRoot(t)
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Options: cfs.Options{AllowOther: true}})
+	tv := testvault.New(t, testvault.Options{Options: cfs.Options{AllowOther: true}})
 	openTo755(t, tv.Mnt)
 	secret := canary(t, 64)
 	must(t, os.WriteFile(tv.Path("secret"), secret, 0o600))

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"cryptpt/config"
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,7 +60,7 @@ type mHandle struct {
 
 type modelRun struct {
 	t       *testing.T
-	tv      *cfs.TestVault
+	tv      *testvault.Vault
 	tree    modelTree
 	policy  *config.Policy
 	rng     *rand.Rand
@@ -110,7 +110,7 @@ func TestModel(t *testing.T) {
 }
 
 func newModelRun(t *testing.T, tree modelTree, seed uint64) *modelRun {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: tree.plaintext})
+	tv := testvault.New(t, testvault.Options{Plaintext: tree.plaintext})
 	policy, err := config.NewPolicy(tree.plaintext)
 	must(t, err)
 	for _, d := range tree.dirs[1:] {

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // The kernel refuses to mix kernel passthrough and daemon-served opens of
@@ -41,7 +41,7 @@ func capNetRaw() []byte {
 
 func TestPosixOpenModeChanges(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		// Held for appending while 0644, then made writable by others.
 		f := filepath.Join(dir, "f")
 		must(t, os.WriteFile(f, []byte("x"), 0o644))

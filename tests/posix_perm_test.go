@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // More permission checks in the manner of pjdfstest: each syscall as the
@@ -71,7 +71,7 @@ func TestPosixPermissionChecksMore(t *testing.T) {
 		{"access x", false, func(dir, f string) []string { return []string{"access", f, "1"} }},
 		{"exec", false, func(dir, f string) []string { return []string{"exec", f} }},
 	}
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, area string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, area string) {
 		oracle := filepath.Join(filepath.Dir(tv.Mnt), "oracle-"+filepath.Base(area))
 		for ui, u := range permUsers {
 			var want, got []string
@@ -159,7 +159,7 @@ func TestPosixStickyRemove(t *testing.T) {
 		}
 		return ops, paths
 	}
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		oracle := filepath.Join(filepath.Dir(tv.Mnt), "oracle-"+filepath.Base(dir))
 		wops, _ := build(t, oracle)
 		gops, paths := build(t, dir)

@@ -13,11 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // backingPath finds the vault entry behind p by its inode number, which
 // the mount shows as it is in the vault; outside the mount it is p itself.
-func backingPath(t *testing.T, tv *cfs.TestVault, p string) string {
+func backingPath(t *testing.T, tv *testvault.Vault, p string) string {
 	t.Helper()
 	if !strings.HasPrefix(p, tv.Mnt+"/") {
 		return p
@@ -45,7 +46,7 @@ func backingPath(t *testing.T, tv *cfs.TestVault, p string) string {
 // with EBUSY after the kernel's own checks passed.
 func TestPosixFailedRenameKeepsTarget(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
 		must(t, os.Mkdir(src, 0o755))
 		must(t, os.Mkdir(dst, 0o755))
@@ -107,7 +108,7 @@ func inoOf(t *testing.T, p string) uint64 {
 // other entry shows that number meanwhile.
 func TestPosixRenameKeepsInode(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		sub := filepath.Join(dir, "sub")
 		must(t, os.Mkdir(sub, 0o755))
 		mk := map[string]func(string) error{
@@ -154,7 +155,7 @@ func TestPosixRenameKeepsInode(t *testing.T) {
 // every lstat looks the entry up again: a renamed encrypted symlink is
 // still the inode the kernel knows.
 func TestPosixRenameKeepsInodeUncached(t *testing.T) {
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Options: cfs.Options{SharedStorage: true}})
+	tv := testvault.New(t, testvault.Options{Options: cfs.Options{SharedStorage: true}})
 	p := tv.Path("link")
 	must(t, os.Symlink("target", p))
 	ino := inoOf(t, p)

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // Set-user-ID and set-group-ID clearing beyond write and truncate: chown,
@@ -50,7 +50,7 @@ func TestPosixChownClearsSetID(t *testing.T) {
 		{"root -1 -1 on sgid without group exec", other, 0o2545, root, -1, -1, 0o2545},
 		{"root chown", nobody, 0o6755, root, 0, 0, 0o755},
 	}
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		for i, c := range cases {
 			p := filepath.Join(dir, fmt.Sprintf("f%d", i))
 			must(t, os.WriteFile(p, []byte("#!/bin/sh\n"), 0o644))
@@ -96,7 +96,7 @@ func TestPosixSetIDFollowsCapFsetid(t *testing.T) {
 	needRoot(t)
 	rootNoFsetid := user{caps: []string{"--inh-caps=-all", "--bounding-set=-fsetid"}}
 	nobodyFsetid := user{uid: nobody, gid: nobody, caps: []string{"--inh-caps=+fsetid", "--ambient-caps=+fsetid"}}
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		for i, c := range []struct {
 			name string
 			by   user
@@ -131,7 +131,7 @@ func TestPosixSetIDFollowsCapFsetid(t *testing.T) {
 // hand 0644 files to the kernel).
 func TestPosixSetIDAfterOpen(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		p := filepath.Join(dir, "f")
 		must(t, os.WriteFile(p, []byte("data"), 0o644))
 		must(t, os.Chown(p, nobody, nobody))

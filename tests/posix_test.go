@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // The POSIX tests compare what the mount does with what POSIX and ext4 do,
@@ -38,19 +39,19 @@ const nobody = 65534
 // encrypted), each 0777 and owned by root, and once more in a directory of
 // the backing filesystem itself ("native": ext4 here), which shows that each
 // expectation is the kernel's. opts may set more mount options.
-func posixAreas(t *testing.T, f func(t *testing.T, tv *cfs.TestVault, dir string), opts ...func(*cfs.Options)) {
+func posixAreas(t *testing.T, f func(t *testing.T, tv *testvault.Vault, dir string), opts ...func(*cfs.Options)) {
 	t.Helper()
 	o := cfs.Options{AllowOther: true}
 	for _, fn := range opts {
 		fn(&o)
 	}
-	tv := cfs.NewTestVault(t, cfs.TestOptions{Plaintext: []string{"plain/"}, Options: o})
-	wb := cfs.NewTestVault(t, cfs.TestOptions{Options: o})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"plain/"}, Options: o})
+	wb := testvault.New(t, testvault.Options{Options: o})
 	if !wb.Mount.Status().WritebackCache {
 		t.Fatalf("the all-encrypted mount has no writeback cache: %+v", wb.Mount.Status())
 	}
 	// The test's temp dirs are 0700; other users must reach the mounts.
-	for _, v := range []*cfs.TestVault{tv, wb} {
+	for _, v := range []*testvault.Vault{tv, wb} {
 		for _, d := range []string{filepath.Dir(v.Mnt), filepath.Dir(filepath.Dir(v.Mnt)), v.Mnt} {
 			must(t, os.Chmod(d, 0o755))
 		}
@@ -400,7 +401,7 @@ func rawNames(t *testing.T, dir string) []string {
 // fsync(2) on a directory fd syncs the directory: programs that save by
 // temp file, rename and fsync of the directory depend on it.
 func TestPosixFsyncDir(t *testing.T) {
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		must(t, os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644))
 		for _, p := range []string{dir, filepath.Dir(dir), tv.Mnt} {
 			f, err := os.Open(p)
@@ -430,7 +431,7 @@ func TestPosixFsyncDir(t *testing.T) {
 // privilege gets in.
 func TestPosixModeZero(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		p := filepath.Join(dir, "chmod0")
 		must(t, os.WriteFile(p, []byte("x"), 0o644))
 		must(t, os.Chmod(p, 0))
@@ -473,7 +474,7 @@ func TestPosixModeZero(t *testing.T) {
 
 // A listing holds "." and "..", as getdents does on every local filesystem.
 func TestPosixReaddirDots(t *testing.T) {
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		for _, n := range []string{"a", "b", "c"} {
 			must(t, os.WriteFile(filepath.Join(dir, n), nil, 0o644))
 		}
@@ -494,7 +495,7 @@ func TestPosixReaddirDots(t *testing.T) {
 // name, as on ext4.
 func TestPosixRenameWhiteout(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 		must(t, os.WriteFile(a, []byte("content"), 0o644))
 		err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_WHITEOUT)
@@ -516,7 +517,7 @@ func TestPosixRenameWhiteout(t *testing.T) {
 // its set-group-ID bit, whoever makes them.
 func TestPosixSetgidDir(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		const group = 4242
 		sg := filepath.Join(dir, "sg")
 		must(t, os.Mkdir(sg, 0o777))
@@ -566,7 +567,7 @@ func killsetid(mode uint32, callerInGroup bool) uint32 {
 // file clears its set-id bits as the kernel does; root keeps them.
 func TestPosixSetIDClearing(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		modes := []uint32{0o4777, 0o6777, 0o6666, 0o2777, 0o6766}
 		ops := map[string][]string{
 			"write O_WRONLY":  {"open", "", d(unix.O_WRONLY), "0", "write", "x"},
@@ -765,7 +766,7 @@ func mountOptions(t *testing.T, mnt string) []string {
 // which is nodev. mknod of a regular file makes an empty file.
 func TestPosixDeviceNodes(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		native := !strings.HasPrefix(dir, tv.Mnt)
 		if !native {
 			opts := mountOptions(t, tv.Mnt)
@@ -819,7 +820,7 @@ func TestPosixACL(t *testing.T) {
 			t.Fatalf("%s missing: install the Debian package acl (make deps-test)", tool)
 		}
 	}
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		setfacl := func(args ...string) {
 			t.Helper()
 			if out, err := exec.Command("setfacl", args...).CombinedOutput(); err != nil {
@@ -887,7 +888,7 @@ func TestPosixACL(t *testing.T) {
 // xattrs, 256 bytes is ENAMETOOLONG, and a path of PATH_MAX-1 bytes made of
 // 255-byte names can be created and stat'ed, in both modes.
 func TestPosixNameLimits(t *testing.T) {
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		for _, n := range []int{1, 254, 255} {
 			name := strings.Repeat("n", n)
 			sub := filepath.Join(dir, fmt.Sprintf("d%d", n))
@@ -973,7 +974,7 @@ func TestPosixNameLimits(t *testing.T) {
 func TestPosixLocks(t *testing.T) {
 	needRoot(t)
 	root := user{}
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		p := filepath.Join(dir, "locked")
 		must(t, os.WriteFile(p, []byte("data"), 0o666))
 		open := func() int {
@@ -1056,7 +1057,7 @@ func TestPosixLocks(t *testing.T) {
 // or go-fuse logs "trySplice: ... max pipe size" and copies instead.
 func TestPosixReadsFitSplicePipe(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		if !strings.HasPrefix(dir, tv.Mnt) {
 			return
 		}
@@ -1287,7 +1288,7 @@ func TestPosixRenameAcrossOwners(t *testing.T) {
 			}
 		}
 	}
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		oracle := filepath.Join(filepath.Dir(tv.Mnt), "oracle-"+filepath.Base(dir))
 		must(t, os.Mkdir(oracle, 0o755))
 		for i, c := range cases {
@@ -1360,7 +1361,7 @@ func TestPosixPermissionChecks(t *testing.T) {
 		must(t, os.Chmod(target, os.FileMode(mode)))
 		return dir, f
 	}
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, area string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, area string) {
 		oracle := filepath.Join(filepath.Dir(tv.Mnt), "oracle-"+filepath.Base(area))
 		i := 0
 		for _, mode := range modes {
@@ -1385,7 +1386,7 @@ func TestPosixPermissionChecks(t *testing.T) {
 // and 2262, nanoseconds; by the owner and, for UTIME_NOW only, anyone who may write.
 func TestPosixUtimens(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		p := filepath.Join(dir, "f")
 		must(t, os.WriteFile(p, nil, 0o666))
 		must(t, os.Chmod(p, 0o666))
@@ -1435,7 +1436,7 @@ func TestPosixUtimens(t *testing.T) {
 // Link counts follow renames over hard links, and a directory renamed onto
 // an empty directory replaces it, onto a non-empty one fails.
 func TestPosixLinksAndDirRenames(t *testing.T) {
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		nlink := func(p string) uint64 {
 			t.Helper()
 			var st unix.Stat_t
@@ -1503,7 +1504,7 @@ func TestPosixLinksAndDirRenames(t *testing.T) {
 // symlink included.
 func TestPosixExclEveryKind(t *testing.T) {
 	needRoot(t)
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		mk := map[string]func(string) error{
 			"file":     func(p string) error { return os.WriteFile(p, nil, 0o644) },
 			"dir":      func(p string) error { return os.Mkdir(p, 0o755) },

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
 // atimeOf returns an entry's atime as the mount shows it.
@@ -42,7 +42,7 @@ func dropCache(t *testing.T, p string) {
 // options say (relatime here: when atime is not after mtime); opening,
 // writing and truncating it do not.
 func TestPosixAtime(t *testing.T) {
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		p := filepath.Join(dir, "f")
 		data := make([]byte, 10000)
 		must(t, os.WriteFile(p, data, 0o644))
@@ -254,7 +254,7 @@ func TestPosixCtimeUpdates(t *testing.T) {
 			return nil
 		}},
 	}
-	posixAreas(t, func(t *testing.T, tv *cfs.TestVault, dir string) {
+	posixAreas(t, func(t *testing.T, tv *testvault.Vault, dir string) {
 		for i, c := range cases {
 			sub := filepath.Join(dir, fmt.Sprintf("c%d", i))
 			must(t, os.Mkdir(sub, 0o777))

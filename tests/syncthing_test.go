@@ -19,6 +19,7 @@ import (
 
 	"cryptpt/crypt"
 	cfs "cryptpt/fs"
+	"cryptpt/internal/fstest"
 )
 
 // Synced vaults, for real: two Syncthing instances on loopback, each with
@@ -62,7 +63,7 @@ type syncthing struct {
 // CRYPTPT_REQUIRE_FUSE=1, where it fails: these tests need FUSE too.
 func syncthingBinary(t *testing.T) string {
 	t.Helper()
-	cfs.RequireFUSE(t)
+	fstest.RequireFUSE(t)
 	p, err := exec.LookPath("syncthing")
 	if err == nil {
 		return p

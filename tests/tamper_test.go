@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"cryptpt/crypt"
-	cfs "cryptpt/fs"
+	"cryptpt/internal/testvault"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +37,7 @@ var longTamperName = strings.Repeat("long-name-", 20) + ".txt"
 // tamperEnv is one mounted fixture vault.
 type tamperEnv struct {
 	t    *testing.T
-	tv   *cfs.TestVault
+	tv   *testvault.Vault
 	rng  *rand.Rand
 	want map[string][]byte // what each fixture file holds, by mount path
 	// saved keeps vault bytes a case needs between prepare and tamper.
@@ -54,7 +54,7 @@ func newTamperEnv(t *testing.T, seed uint64) *tamperEnv {
 	t.Helper()
 	e := &tamperEnv{
 		t:    t,
-		tv:   cfs.NewTestVault(t, cfs.TestOptions{}),
+		tv:   testvault.New(t, testvault.Options{}),
 		rng:  rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		want: map[string][]byte{},
 	}

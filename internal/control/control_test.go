@@ -9,9 +9,10 @@ import (
 
 	"cryptpt/config"
 	"cryptpt/fs"
+	"cryptpt/internal/testvault"
 )
 
-func newServer(t *testing.T, tv *fs.TestVault) *Server {
+func newServer(t *testing.T, tv *testvault.Vault) *Server {
 	t.Helper()
 	s := &Server{
 		Mount:  tv.Mount,
@@ -28,7 +29,7 @@ func newServer(t *testing.T, tv *fs.TestVault) *Server {
 
 // A request and its answer, through a real socket to a real mount.
 func TestRoundTrip(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"media/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"media/"}})
 	s := newServer(t, tv)
 	if err := os.WriteFile(tv.Path("doc"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -87,7 +88,7 @@ func TestPrivateDir(t *testing.T) {
 // Migrate finds entries the kernel has not looked up yet, a path at a time,
 // and converts them toward the running policy only.
 func TestMigrateUnvisitedPath(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"media/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"media/"}})
 	if err := os.MkdirAll(tv.Path("media/sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func mustPolicy(t *testing.T, patterns ...string) *config.Policy {
 // TestMigrateProgress: converting a large file sends progress lines before
 // the answer, rising to the file's size, so migrate's bar moves inside it.
 func TestMigrateProgress(t *testing.T) {
-	tv := fs.NewTestVault(t, fs.TestOptions{Plaintext: []string{"media/"}})
+	tv := testvault.New(t, testvault.Options{Plaintext: []string{"media/"}})
 	newServer(t, tv)
 	if err := os.Mkdir(tv.Path("media"), 0o755); err != nil {
 		t.Fatal(err)

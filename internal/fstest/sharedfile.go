@@ -1,7 +1,8 @@
 // Package fstest holds workloads shared by the in-process filesystem tests
 // (package fs, run under the race detector) and the integration tests
-// (package tests, against the cryptpt binary). It only does file I/O on
-// paths it is given.
+// (package tests, against the cryptpt binary), and RequireFUSE. It only
+// does file I/O on paths it is given, and imports nothing of cryptpt, so
+// that package fs's own tests can use it.
 package fstest
 
 import (
