@@ -201,15 +201,13 @@ func (n *node) openViewBriefly() *os.File {
 	if errno != 0 {
 		return nil
 	}
+	// The caller takes the view file over from the handle.
 	vh := h.(*viewFile)
-	fd, err := unix.FcntlInt(vh.f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if w.track(vh, false) {
-		vh.close()
+	if !w.track(vh, false) {
+		return nil // the view closed it as the mount ended
 	}
-	if err != nil {
-		return nil
-	}
-	return os.NewFile(uintptr(fd), vh.f.Name())
+	n.trackView(vh.f, false)
+	return vh.f
 }
 
 // setattrVault changes the attributes of the vault entry, all at the one
